@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -242,4 +243,32 @@ func Verify(ctx context.Context, m *Manifest, r io.Reader) error {
 		return fmt.Errorf("%w: blob hashes to %s, manifest says %s", ErrDigestMismatch, digest, m.Digest)
 	}
 	return nil
+}
+
+// MaxManifestJSONBytes bounds the JSON form that ParseManifest accepts.
+const MaxManifestJSONBytes = 160 << 20
+
+// ParseManifest accepts either the canonical binary encoding or the JSON
+// form that `p2pctl chunk --json` prints, and validates the result. JSON is
+// decoded strictly: unknown fields and trailing data are refused.
+func ParseManifest(b []byte) (*Manifest, error) {
+	if bytes.HasPrefix(b, []byte(manifestMagic)) {
+		return DecodeManifest(b)
+	}
+	if len(b) > MaxManifestJSONBytes {
+		return nil, fmt.Errorf("%w: %d bytes of JSON, limit %d", ErrManifestTooLarge, len(b), MaxManifestJSONBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	m := new(Manifest)
+	if err := dec.Decode(m); err != nil {
+		return nil, fmt.Errorf("%w: not a binary manifest, and not JSON: %w", ErrManifestCorrupt, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the JSON manifest", ErrManifestCorrupt)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/p2pd/p2pd/chunker"
@@ -151,6 +153,56 @@ func FuzzDecodeManifest(f *testing.F) {
 		again, err := m.MarshalBinary()
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("not canonical: re-encoding differs (%v)", err)
+		}
+	})
+}
+
+func TestParseManifestJSON(t *testing.T) {
+	_, m, enc := sample(t)
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string][]byte{"binary": enc, "json": js} {
+		got, err := chunker.ParseManifest(in)
+		if err != nil || !got.Equal(m) {
+			t.Fatalf("%s: ParseManifest = %v", name, err)
+		}
+	}
+	bad := map[string]struct {
+		in   string
+		want error
+	}{
+		"unknown field": {strings.Replace(string(js), `"version"`, `"versions"`, 1), chunker.ErrManifestCorrupt},
+		"trailing":      {string(js) + "{}", chunker.ErrManifestCorrupt},
+		"bad digest":    {strings.Replace(string(js), `"sha256:`, `"sha256:zz`, 1), chunker.ErrManifestCorrupt},
+		"sizes lie":     {strings.Replace(string(js), `"size":40960`, `"size":40961`, 1), chunker.ErrManifestInconsistent},
+		"not json":      {"hello", chunker.ErrManifestCorrupt},
+	}
+	for name, tc := range bad {
+		if _, err := chunker.ParseManifest([]byte(tc.in)); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", name, err, tc.want)
+		}
+	}
+}
+
+// FuzzParseManifest covers the JSON path of ParseManifest as well.
+func FuzzParseManifest(f *testing.F) {
+	_, m, enc := sample(f)
+	js, _ := json.Marshal(m)
+	f.Add(enc)
+	f.Add(js)
+	f.Add([]byte(`{"version":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := chunker.ParseManifest(b)
+		if err != nil {
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("parsed an invalid manifest: %v", err)
+		}
+		if _, err := m.MarshalBinary(); err != nil {
+			t.Fatalf("parsed manifest does not encode: %v", err)
 		}
 	})
 }
