@@ -1,0 +1,160 @@
+// Package cli implements the p2pctl commands. Each command is built by a
+// newXxxCmd function from the shared globals; Main runs one and maps its
+// error to a documented exit code.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/config"
+	"github.com/p2pd/p2pd/internal/units"
+)
+
+// Exit codes. They are part of the interface: scripts rely on them.
+const (
+	ExitOK       = 0   // success
+	ExitError    = 1   // any other failure (I/O, environment)
+	ExitUsage    = 2   // bad flags or arguments, invalid config
+	ExitMismatch = 3   // data does not match its manifest or digest
+	ExitBadInput = 4   // a manifest or other input is corrupt or inconsistent
+	ExitCanceled = 130 // interrupted
+)
+
+const exitCodesHelp = `Exit codes:
+  0    success
+  1    failure (I/O error, environment)
+  2    usage error: bad flags, arguments or config file
+  3    verification failed: data does not match the manifest
+  4    bad input: corrupt, truncated or inconsistent manifest
+  130  interrupted`
+
+// Config is the p2pctl configuration file (--config), YAML.
+type Config struct {
+	Chunker chunker.Config `yaml:"chunker"`
+}
+
+// globals are the options every command shares.
+type globals struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	json           bool
+	quiet          bool
+	configPath     string
+	cfg            Config
+	// chunker size flags, as strings so they accept units
+	minSize, avgSize, maxSize string
+}
+
+// usageError marks errors that come from how the command was called.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// Main runs p2pctl with args and returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := exitCode(err)
+	if g.json && code != ExitUsage {
+		json.NewEncoder(stdout).Encode(map[string]any{"error": err.Error(), "exit_code": code})
+	} else {
+		fmt.Fprintln(stderr, "p2pctl:", err)
+	}
+	return code
+}
+
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, chunker.ErrBadConfig):
+		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		return ExitCanceled
+	case errors.Is(err, chunker.ErrDigestMismatch), errors.Is(err, chunker.ErrSizeMismatch):
+		return ExitMismatch
+	case errors.Is(err, chunker.ErrManifestCorrupt), errors.Is(err, chunker.ErrManifestInconsistent),
+		errors.Is(err, chunker.ErrManifestTooLarge), errors.Is(err, chunker.ErrUnsupportedVersion):
+		return ExitBadInput
+	}
+	return ExitError
+}
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "p2pctl",
+		Short: "Operate p2pd: chunk and verify blobs, and benchmark the system",
+		Long: `p2pctl is the operator CLI for p2pd, the peer-to-peer system that sends large
+blobs (database backups, container images, model files) to fleets of servers.
+
+Blobs are split into content-defined chunks (FastCDC, SHA-256 per chunk) and
+described by a manifest. The blob's ID is the SHA-256 of its bytes in OCI form,
+sha256:<hex>.
+
+Every command takes --json for machine-readable output. Progress bars appear on
+a terminal only.
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.load()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "no progress bars")
+	pf.StringVar(&g.configPath, "config", "", "YAML config file; flags override it")
+	pf.StringVar(&g.minSize, "min-size", "", "minimum chunk size, e.g. 256KiB (default 256KiB)")
+	pf.StringVar(&g.avgSize, "avg-size", "", "average chunk size, a power of two (default 1MiB)")
+	pf.StringVar(&g.maxSize, "max-size", "", "maximum chunk size (default 4MiB)")
+	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g))
+	return root
+}
+
+// load applies defaults < config file < flags.
+func (g *globals) load() error {
+	if err := config.LoadFile(g.configPath, &g.cfg); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *int
+	}{{g.minSize, &g.cfg.Chunker.MinSize}, {g.avgSize, &g.cfg.Chunker.AvgSize}, {g.maxSize, &g.cfg.Chunker.MaxSize}} {
+		if f.flag == "" {
+			continue
+		}
+		n, err := units.ParseSize(f.flag)
+		if err != nil {
+			return usageError{err}
+		}
+		*f.dst = int(n)
+	}
+	return g.cfg.Chunker.Validate()
+}
+
+func (g *globals) chunker() (*chunker.Chunker, error) { return chunker.New(g.cfg.Chunker) }
+
+// printJSON writes v as indented JSON on stdout.
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,94 @@
+// Package progress draws a one-line progress bar on a terminal and stays
+// silent otherwise, so piped and scripted output is never cluttered.
+package progress
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/p2pd/p2pd/internal/units"
+)
+
+// Bar is a progress bar for a known total. A nil *Bar is valid and draws
+// nothing, which is what New returns when w is not a terminal.
+type Bar struct {
+	mu    sync.Mutex
+	w     io.Writer
+	label string
+	total int64
+	done  int64
+	start time.Time
+	last  time.Time
+}
+
+// New returns a bar writing to w, or nil when w is not a terminal or quiet is set.
+func New(w io.Writer, label string, total int64, quiet bool) *Bar {
+	f, ok := w.(*os.File)
+	if quiet || !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	now := time.Now()
+	return &Bar{w: w, label: label, total: total, start: now, last: now}
+}
+
+// Add records n more bytes and redraws at most ten times a second.
+func (b *Bar) Add(n int64) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done += n
+	if now := time.Now(); now.Sub(b.last) >= 100*time.Millisecond {
+		b.last = now
+		b.draw(now)
+	}
+}
+
+// Finish draws the final state and ends the line.
+func (b *Bar) Finish() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.draw(time.Now())
+	fmt.Fprintln(b.w)
+}
+
+func (b *Bar) draw(now time.Time) {
+	const width = 30
+	frac := 1.0
+	if b.total > 0 {
+		frac = min(float64(b.done)/float64(b.total), 1)
+	}
+	fill := int(frac * width)
+	rate := units.MBps(b.done, now.Sub(b.start).Seconds())
+	fmt.Fprintf(b.w, "\r%s [%s%s] %5.1f%% %s %.0f MB/s ", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
+		100*frac, units.FormatSize(b.done), rate)
+}
+
+// Reader counts bytes read through r on the bar.
+func (b *Bar) Reader(r io.Reader) io.Reader {
+	if b == nil {
+		return r
+	}
+	return &reader{r: r, b: b}
+}
+
+type reader struct {
+	r io.Reader
+	b *Bar
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.b.Add(int64(n))
+	return n, err
+}

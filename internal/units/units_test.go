@@ -1,0 +1,38 @@
+package units
+
+import "testing"
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1048576", 1 << 20, true},
+		{"1MiB", 1 << 20, true},
+		{"1.5 GiB", 3 << 29, true},
+		{"10GB", 10e9, true},
+		{"4m", 4 << 20, true},
+		{"256KiB", 256 << 10, true},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"1XB", 0, false},
+		{"NaN", 0, false},
+		{"1e30TiB", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := ParseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1 << 20: "1.00 MiB", 3 << 29: "1.50 GiB"} {
+		if got := FormatSize(in); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", in, got, want)
+		}
+	}
+}

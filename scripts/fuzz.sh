@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every `func FuzzXxx` in the module for $FUZZTIME each. A failing input
+# is written by `go test` to the package's testdata/fuzz/FuzzXxx/, where it
+# becomes a regression seed that `make test` runs from then on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-30s}
+status=0
+while IFS=: read -r file _ line; do
+	name=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/' <<<"$line")
+	pkg=./$(dirname "$file")
+	echo "== $pkg $name ($FUZZTIME)"
+	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg" || status=1
+done < <(git grep -n -E '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' -- '*_test.go')
+exit $status
