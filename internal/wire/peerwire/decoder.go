@@ -1,0 +1,118 @@
+package peerwire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Decoder reads frames from a stream. It reads exactly the bytes of each
+// frame and never ahead, in three reads per frame (length, type, payload),
+// so give it a bufio.Reader if the stream is unbuffered. Its buffer grows to
+// the largest frame seen, at most its limit, and is reused.
+//
+// A Decoder is not safe for concurrent use.
+type Decoder struct {
+	r   io.Reader
+	max int
+	hdr [frameHeaderLen]byte
+	buf []byte
+	err error
+}
+
+// NewDecoder returns a Decoder reading from r that refuses frames whose
+// length prefix exceeds maxFrame bytes. maxFrame ≤ 0, or over MaxFrameSize,
+// means MaxFrameSize. A lower limit bounds memory further but also refuses
+// frames a peer may legitimately send: a full Data frame needs
+// MaxDataPayload+13 bytes, a Bitfield of n chunks 37+(n+7)/8.
+func NewDecoder(r io.Reader, maxFrame int) *Decoder {
+	if maxFrame <= 0 || maxFrame > MaxFrameSize {
+		maxFrame = MaxFrameSize
+	}
+	return &Decoder{r: r, max: maxFrame}
+}
+
+// Next reads and returns the next message, as a value of one of the message
+// types (Hello, Data, ...). Slices in it (Data.Payload, ManifestData.Data,
+// Bitfield.Bits) alias the Decoder's buffer and are valid only until the
+// next call to Next.
+//
+// At the end of the stream, between frames, Next returns io.EOF. Input that
+// ends inside a frame yields an error wrapping io.ErrUnexpectedEOF; a
+// protocol violation one wrapping ErrFrameTooLarge, ErrUnknownType or
+// ErrMalformed; any other read error is wrapped as is. Errors are sticky:
+// once Next fails, every later call returns the same error, as the stream
+// can no longer be trusted to be at a frame boundary.
+func (d *Decoder) Next() (Message, error) {
+	if d.err != nil {
+		return nil, d.err
+	}
+	m, err := d.next()
+	if err != nil {
+		d.err = err
+		return nil, err
+	}
+	return m, nil
+}
+
+func (d *Decoder) next() (Message, error) {
+	// The length first, on its own, so that an oversized claim fails even
+	// if the peer then sends nothing more.
+	if n, err := io.ReadFull(d.r, d.hdr[:4]); err != nil {
+		switch {
+		case n == 0 && err == io.EOF:
+			return nil, io.EOF
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, fmt.Errorf("peerwire: stream ended %d bytes into a 4-byte frame length: %w", n, io.ErrUnexpectedEOF)
+		}
+		return nil, fmt.Errorf("peerwire: read frame length: %w", err)
+	}
+	size := be.Uint32(d.hdr[:4])
+	switch {
+	case size > uint32(d.max):
+		return nil, fmt.Errorf("%w: length prefix %d, limit %d", ErrFrameTooLarge, size, d.max)
+	case size == 0:
+		return nil, fmt.Errorf("%w: empty frame, no type byte", ErrMalformed)
+	}
+
+	if _, err := io.ReadFull(d.r, d.hdr[4:5]); err != nil {
+		return nil, fmt.Errorf("peerwire: read type of a %d-byte frame: %w", size, noEOF(err))
+	}
+	t := Type(d.hdr[4])
+	l, ok := lookup(t)
+	if !ok {
+		return nil, fmt.Errorf("%w: type byte %d in a %d-byte frame", ErrUnknownType, uint8(t), size)
+	}
+	n := int(size) - 1
+	if n < l.min || n > l.max {
+		if l.min == l.max {
+			return nil, malformed(t, "payload is %d bytes, want %d", n, l.min)
+		}
+		return nil, malformed(t, "payload is %d bytes, want %d to %d", n, l.min, l.max)
+	}
+
+	if cap(d.buf) < n {
+		d.buf = make([]byte, min(max(n, 2*cap(d.buf)), d.max))
+	}
+	p := d.buf[:n]
+	if got, err := io.ReadFull(d.r, p); err != nil {
+		return nil, fmt.Errorf("peerwire: read %s payload (%d of %d bytes): %w", t, got, n, noEOF(err))
+	}
+	m, err := l.decode(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// noEOF turns io.EOF, which inside a frame means truncation, into
+// io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
