@@ -6,67 +6,126 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 )
 
 // ErrNoSpace wraps ENOSPC and EDQUOT from the file system.
 var ErrNoSpace = errors.New("no space left on device")
 
-// WriteFileAtomic writes data to path through a temp file in the same
-// directory: write, fsync, rename, fsync the directory. Readers see either
-// the old file or the whole new one. perm applies to the new file.
-func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return classify(fmt.Errorf("create temp file for %s: %w", path, err))
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := write(f); err != nil {
-		return classify(fmt.Errorf("write %s: %w", path, err))
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return classify(fmt.Errorf("fsync %s: %w", path, err))
-	}
-	if err := f.Close(); err != nil {
-		return classify(fmt.Errorf("close %s: %w", path, err))
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("rename into %s: %w", path, err)
-	}
-	return SyncDir(dir)
+// TempSuffix ends the name of every temp file this package creates, so a
+// directory's owner can find and remove the leftovers of a crash.
+const TempSuffix = ".tmp"
+
+var seq atomic.Uint64
+
+// AtomicFile describes how to write a file atomically: to a temp file, then
+// fsync, rename, and fsync of the directory. Readers see either no file (or
+// the old one) or the whole new one, even after a crash. The zero value
+// writes the temp file next to the final one with mode 0644.
+type AtomicFile struct {
+	// TempDir holds the temp file; it must be on the final file's file
+	// system. Empty means the final file's directory.
+	TempDir string
+	// Perm is the new file's mode; zero means 0644.
+	Perm os.FileMode
+	// OpenTemp creates the temp file (O_EXCL); tests replace it to inject
+	// faults. Nil means OpenExclusive.
+	OpenTemp func(path string) (*os.File, error)
+	// BeforeRename, if set, runs after the temp file is synced and before
+	// it is renamed (a test hook).
+	BeforeRename func(tmp, final string)
 }
 
-// SyncDir fsyncs a directory so that a rename in it survives a crash.
+// OpenExclusive creates path for writing and fails if it exists.
+func OpenExclusive(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+}
+
+// Write writes final with the bytes write produces. On any error the temp
+// file is removed and final is untouched. Errors are returned unclassified.
+func (a AtomicFile) Write(final string, write func(io.Writer) error) error {
+	dir := a.TempDir
+	if dir == "" {
+		dir = filepath.Dir(final)
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d.%d%s", filepath.Base(final), os.Getpid(), seq.Add(1), TempSuffix))
+	open := a.OpenTemp
+	if open == nil {
+		open = OpenExclusive
+	}
+	f, err := open(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("create temp file for %s: %w", final, err)
+	}
+	perm := a.Perm
+	if perm == 0 {
+		perm = 0o644
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && a.BeforeRename != nil {
+		a.BeforeRename(tmp, final)
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		return fmt.Errorf("write %s: %w", final, err)
+	}
+	if err := SyncDir(filepath.Dir(final)); err != nil {
+		// The file may not be durable under its name: do not claim it.
+		os.Remove(final)
+		return err
+	}
+	return nil
+}
+
+// WriteFileAtomic writes path atomically with mode perm (see AtomicFile).
+// A full disk gives an error that wraps ErrNoSpace.
+func WriteFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
+	if err := (AtomicFile{Perm: perm}).Write(path, write); err != nil {
+		if IsNoSpace(err) {
+			return fmt.Errorf("%w: %w", ErrNoSpace, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// SyncDir fsyncs a directory so that entries created, renamed or removed in
+// it survive a power loss.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open dir %s: %w", dir, err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("fsync dir %s: %w", dir, err)
 	}
 	return nil
 }
 
-// classify adds ErrNoSpace to the chain of a full-disk error.
-func classify(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w: %w", ErrNoSpace, err)
-	}
-	return err
+// IsNoSpace reports whether err says the file system is full.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
