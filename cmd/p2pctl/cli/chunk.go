@@ -51,25 +51,28 @@ func (s summary) print(w io.Writer) {
 		units.FormatSize(s.MinChunk), units.FormatSize(s.AvgChunk), units.FormatSize(s.MaxChunk))
 }
 
-// openInput opens FILE, or stdin for "-", and returns its size when known (else -1).
-func (g *globals) openInput(name string) (io.ReadCloser, int64, error) {
-	if name == "-" {
-		return io.NopCloser(g.stdin), -1, nil
+// openInput opens FILE, or stdin for "-", behind a progress bar labelled
+// label. The bar's total is the file's size, or size when that is unknown.
+// done closes the input and finishes the bar.
+func (g *globals) openInput(name, label string, size int64) (r io.Reader, done func(), err error) {
+	var in io.ReadCloser = io.NopCloser(g.stdin)
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := f.Stat()
+		if err != nil || st.IsDir() {
+			f.Close()
+			if err == nil {
+				err = usagef("%s is a directory", name)
+			}
+			return nil, nil, err
+		}
+		in, size = f, st.Size()
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if st.IsDir() {
-		f.Close()
-		return nil, 0, usagef("%s is a directory", name)
-	}
-	return f, st.Size(), nil
+	bar := progress.New(g.stderr, label, size, g.quiet || g.json)
+	return bar.Reader(in), func() { bar.Finish(); in.Close() }, nil
 }
 
 func newChunkCmd(g *globals) *cobra.Command {
@@ -97,14 +100,12 @@ chunker section; the defaults are 256KiB/1MiB/4MiB.`,
 			if err != nil {
 				return err
 			}
-			in, size, err := g.openInput(args[0])
+			in, done, err := g.openInput(args[0], "chunk", -1)
 			if err != nil {
 				return err
 			}
-			defer in.Close()
-			bar := progress.New(g.stderr, "chunk", size, g.quiet || g.json)
-			m, err := c.Split(cmd.Context(), bar.Reader(in), nil)
-			bar.Finish()
+			m, err := c.Split(cmd.Context(), in, nil)
+			done()
 			if err != nil {
 				return fmt.Errorf("chunk %s: %w", args[0], err)
 			}

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p2pd/p2pd/chunker"
-	"github.com/p2pd/p2pd/internal/progress"
 	"github.com/p2pd/p2pd/internal/units"
 )
 
@@ -50,17 +49,12 @@ naming its index and offset; that exits with code 3.`,
 			if err != nil {
 				return err
 			}
-			in, size, err := g.openInput(args[0])
+			in, done, err := g.openInput(args[0], "verify", m.Size)
 			if err != nil {
 				return err
 			}
-			defer in.Close()
-			if size < 0 {
-				size = m.Size
-			}
-			bar := progress.New(g.stderr, "verify", size, g.quiet || g.json)
-			err = chunker.Verify(cmd.Context(), m, bar.Reader(in))
-			bar.Finish()
+			err = chunker.Verify(cmd.Context(), m, in)
+			done()
 			if err != nil {
 				return fmt.Errorf("verify %s: %w", args[0], err)
 			}
