@@ -1,0 +1,163 @@
+package sched
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Event is something that happened, fed to Scheduler.Handle. It is one of
+// PeerConnected, PeerDisconnected, PeerHave, PeerBitfield, ChunkReceived,
+// RequestFailed, Tick and ChunkStoredLocally; the set is closed.
+//
+// Events naming an unknown (never connected, disconnected or banned) peer or
+// a chunk index outside the manifest are ignored, except that a verified
+// chunk is accepted from anyone and a corrupt one counts against the peer
+// ID even after it disconnected.
+type Event interface{ isEvent() }
+
+// PeerConnected: a connection to Peer is up. Have is the chunks it
+// advertises (length 0 means none; bits past the manifest are ignored).
+// Origin marks an origin, a seeder of last resort (see OriginPolicy). A
+// second PeerConnected for a connected peer replaces the connection, as a
+// disconnect followed by a connect would. A banned peer stays banned: the
+// answer is another Ban action.
+type PeerConnected struct {
+	Peer   string
+	Origin bool
+	Have   Bitset
+}
+
+// PeerDisconnected: the connection to Peer is gone. Its outstanding
+// requests are forgotten (no Cancel is sent) and their chunks requested
+// elsewhere.
+type PeerDisconnected struct{ Peer string }
+
+// PeerHave: Peer announced that it now holds chunk Index.
+type PeerHave struct {
+	Peer  string
+	Index int
+}
+
+// PeerBitfield: Peer replaced its whole advertisement with Have (a peer that
+// evicted chunks sends one).
+type PeerBitfield struct {
+	Peer string
+	Have Bitset
+}
+
+// ChunkReceived: Peer sent chunk Index. Verified reports whether its SHA-256
+// matched the manifest; the scheduler never sees the data. A verified chunk
+// that is still missing is accepted even if it was not (or no longer)
+// requested from Peer. A corrupt chunk is requested again elsewhere and
+// counts against Peer (see Config.BanThreshold).
+type ChunkReceived struct {
+	Peer     string
+	Index    int
+	Verified bool
+}
+
+// FailReason says why a peer rejected a request.
+type FailReason uint8
+
+const (
+	// FailError is any other failure; the chunk is requested elsewhere and
+	// this peer is avoided for it.
+	FailError FailReason = iota
+	// FailBusy: the peer is overloaded. It gets no new requests for
+	// Config.BusyBackoff.
+	FailBusy
+	// FailNotFound: the peer does not have the chunk after all; its
+	// advertisement is corrected.
+	FailNotFound
+)
+
+func (r FailReason) String() string {
+	switch r {
+	case FailError:
+		return "error"
+	case FailBusy:
+		return "busy"
+	case FailNotFound:
+		return "notfound"
+	}
+	return "FailReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// RequestFailed: Peer rejected the request for chunk Index. Failures count
+// towards Config.OriginAfterFailures.
+type RequestFailed struct {
+	Peer   string
+	Index  int
+	Reason FailReason
+}
+
+// Tick lets time pass: requests outstanding for Config.RequestTimeout time
+// out, and busy peers' pauses end. Nothing else looks at the clock. A
+// driver sends a Tick at Scheduler.NextTick (or simply every second or so).
+type Tick struct{}
+
+// ChunkStoredLocally: chunk Index became available without a request, e.g.
+// another blob being fetched contains the same chunk. Outstanding requests
+// for it are cancelled.
+type ChunkStoredLocally struct{ Index int }
+
+func (PeerConnected) isEvent()      {}
+func (PeerDisconnected) isEvent()   {}
+func (PeerHave) isEvent()           {}
+func (PeerBitfield) isEvent()       {}
+func (ChunkReceived) isEvent()      {}
+func (RequestFailed) isEvent()      {}
+func (Tick) isEvent()               {}
+func (ChunkStoredLocally) isEvent() {}
+
+// ActionKind says what an Action asks the engine to do.
+type ActionKind uint8
+
+const (
+	// Request chunk Index from Peer.
+	Request ActionKind = iota + 1
+	// Cancel the outstanding request for chunk Index at Peer: another copy
+	// arrived, the chunk was stored locally, or the request timed out.
+	Cancel
+	// Ban Peer: drop the connection and refuse it in future. Reason says why.
+	Ban
+	// Have: chunk Index is now held locally; announce it to peers.
+	Have
+	// Done: every chunk is held. Emitted exactly once.
+	Done
+)
+
+var kindNames = [...]string{Request: "request", Cancel: "cancel", Ban: "ban", Have: "have", Done: "done"}
+
+func (k ActionKind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "ActionKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Action is something the engine must do. It is a plain struct rather than
+// a sum type so that handling an event allocates nothing: Peer is set for
+// Request, Cancel and Ban, Index for Request, Cancel and Have, Reason for Ban.
+type Action struct {
+	Kind   ActionKind
+	Peer   string
+	Index  int
+	Reason string
+}
+
+// String formats a as in the golden test scripts: "request p1 3",
+// "cancel p1 3", "ban p1: reason", "have 3", "done".
+func (a Action) String() string {
+	switch a.Kind {
+	case Request, Cancel:
+		return fmt.Sprintf("%s %s %d", a.Kind, a.Peer, a.Index)
+	case Ban:
+		return fmt.Sprintf("ban %s: %s", a.Peer, a.Reason)
+	case Have:
+		return fmt.Sprintf("have %d", a.Index)
+	case Done:
+		return "done"
+	}
+	return fmt.Sprintf("%s %q %d %q", a.Kind, a.Peer, a.Index, a.Reason)
+}

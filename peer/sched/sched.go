@@ -1,0 +1,1133 @@
+package sched
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/p2pd/p2pd/chunker"
+)
+
+// MaxChunks is the largest manifest a Scheduler accepts.
+const MaxChunks = chunker.MaxManifestChunks
+
+const (
+	// scanBudget bounds the rarest-first bucket scan for one pick. A peer
+	// that advertises few of the pending chunks would otherwise walk most of
+	// them; past the budget the pick switches to intersecting bitsets, which
+	// costs O(chunks/64 + candidates).
+	scanBudget = 64
+	// sparseSkips is how many picks for a peer skip the bucket scan after it
+	// ran out of budget for that peer: a peer that advertises few of the
+	// pending chunks tends to stay that way for a while.
+	sparseSkips = 8
+	// maxExcluded bounds the peers remembered per chunk as having failed it.
+	maxExcluded = 8
+)
+
+// chunkState is the per-chunk bookkeeping, kept to 16 bytes because a
+// simulator runs one Scheduler per simulated peer.
+//
+// A chunk is in exactly one of three states: held (bit in Scheduler.held),
+// pending (missing and not requested: bit in Scheduler.pending, listed in
+// buckets[avail] at pos) or requested (listed in Scheduler.inflight at pos,
+// nreq outstanding requests; nreq is 0 only transiently inside a handler).
+type chunkState struct {
+	avail   int32  // connected peers advertising it, beyond Scheduler.base; fallback origins excluded
+	origins int32  // connected fallback origins advertising it
+	pos     int32  // index in its bucket or in Scheduler.inflight; -1 when held
+	nreq    uint16 // outstanding requests
+	fails   uint16 // failed attempts (timeouts, rejections, corrupt data), saturating
+}
+
+type req struct {
+	idx int32
+	seq uint64
+}
+
+// deadline is a request's entry in the timeout queue. Entries are appended in
+// request order, and every request gets the same timeout, so the queue is
+// sorted by at. Entries for requests that were answered stay until they
+// reach the head and are then skipped: no request of the peer in that slot
+// has their seq any more (sequence numbers are never reused, slots are). The
+// entry holds no pointers, so the garbage collector need not scan the queue.
+type deadline struct {
+	seq  uint64
+	at   time.Duration
+	idx  int32
+	slot int32
+}
+
+type peer struct {
+	id       string
+	origin   bool  // connected as an origin
+	fallback bool  // origin under OriginFallback: availability counted in chunkState.origins
+	full     bool  // advertised every chunk when it connected (or in a bitfield): counted in Scheduler.base
+	gone     bool  // disconnected or banned
+	slot     int32 // index in Scheduler.slots
+	dirty    bool  // queued in Scheduler.dirty
+	paused   bool  // busy backoff until `until`; listed in Scheduler.paused
+	skips    uint8 // picks left that go straight to pickSparse
+	until    time.Duration
+	window   int // current pipelining depth, 1..MaxInflightPerPeer
+	count    int // members of have
+	have     Bitset
+	reqs     []req // outstanding, in request order
+	stats    PeerStats
+}
+
+// free reports whether p may be sent another request now.
+func (p *peer) free() bool { return !p.paused && len(p.reqs) < p.window }
+
+func (p *peer) requesting(i int32) bool {
+	for _, r := range p.reqs {
+		if r.idx == i {
+			return true
+		}
+	}
+	return false
+}
+
+// Scheduler decides which chunk to request from which peer. It is a pure
+// state machine: Handle feeds it one Event and returns the Actions to take.
+// It starts no goroutines, does no I/O and reads no clock; it is not safe
+// for concurrent use.
+type Scheduler struct {
+	cfg Config
+	n   int
+	rng *rand.Rand
+
+	started bool
+	epoch   time.Time
+	now     time.Duration // since epoch; never decreases
+
+	chunks     []chunkState
+	held       Bitset
+	nheld      int
+	pending    Bitset
+	npending   int
+	escalated  Bitset // missing chunks that may go to an origin because they failed on peers
+	nescalated int
+	buckets    [][]int32 // pending chunks by chunkState.avail
+	nonEmpty   []uint64  // bit a set iff buckets[a] is non-empty
+	inflight   []int32   // requested chunks
+	base       int32     // connected non-origin peers counted as having every chunk
+
+	peers    []*peer // connected, in connection order
+	byID     map[string]*peer
+	slots    []*peer           // connected peers by slot, nil for free slots
+	free     []int32           // free slots
+	offences map[string]int    // corrupt chunks per peer ID, across connections
+	banned   map[string]string // peer ID -> ban reason
+	excl     map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
+	queue    []deadline        // timeout queue, from qhead on
+	qhead    int               //
+	paused   []*peer           // peers in busy backoff
+	seq      uint64            // request sequence number
+	nreqs    int               // outstanding requests
+	dirty    []*peer           // peers to fill at the end of this event
+	wakeAll  bool              // fill every peer at the end of this event
+	doneSent bool              //
+	out      []Action          // actions of the event being handled
+}
+
+// New returns a Scheduler for a blob of numChunks chunks, of which those in
+// have are already held locally (deduplicated from another blob, or kept
+// from before a restart) and are never requested. have may be the zero
+// Bitset for "none". rng breaks ties between equally rare chunks, so that
+// peers fetching the same blob do not all chase the same chunk; nil means a
+// randomly seeded generator. A simulator passes a seeded one to make runs
+// reproducible.
+//
+// If every chunk is already held, the first event handled emits Done.
+func New(cfg Config, numChunks int, have Bitset, rng *rand.Rand) (*Scheduler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if numChunks < 0 || numChunks > MaxChunks {
+		return nil, fmt.Errorf("%w: %d chunks, want 0 to %d", ErrBadConfig, numChunks, MaxChunks)
+	}
+	if have.Len() != 0 && have.Len() != numChunks {
+		return nil, fmt.Errorf("%w: held bitset has length %d, manifest has %d chunks", ErrBadConfig, have.Len(), numChunks)
+	}
+	if rng == nil {
+		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	s := &Scheduler{
+		cfg:       cfg.withDefaults(),
+		n:         numChunks,
+		rng:       rng,
+		chunks:    make([]chunkState, numChunks),
+		held:      NewBitset(numChunks),
+		pending:   NewBitset(numChunks),
+		escalated: NewBitset(numChunks),
+		buckets:   make([][]int32, 1, 8),
+		byID:      make(map[string]*peer),
+		offences:  make(map[string]int),
+		banned:    make(map[string]string),
+		excl:      make(map[int32][]*peer),
+	}
+	s.nheld = have.copyInto(s.held)
+	s.buckets[0] = make([]int32, 0, numChunks-s.nheld)
+	for i := range s.chunks {
+		if s.held.Has(i) {
+			s.chunks[i].pos = -1
+			continue
+		}
+		s.pending.Set(i)
+		s.npending++
+		s.bucketAdd(int32(i))
+	}
+	return s, nil
+}
+
+// Handle processes one event that happened at now and returns the actions
+// it calls for, in order (nil if none). Time never runs backwards for the
+// scheduler: a now earlier than one seen before is taken as that one.
+func (s *Scheduler) Handle(now time.Time, ev Event) []Action {
+	return s.HandleAppend(nil, now, ev)
+}
+
+// HandleAppend is Handle appending the actions to dst, so that a driver can
+// reuse one buffer and handle events without allocating.
+func (s *Scheduler) HandleAppend(dst []Action, now time.Time, ev Event) []Action {
+	s.out = dst
+	s.advance(now)
+	switch e := ev.(type) {
+	case PeerConnected:
+		s.connect(e)
+	case *PeerConnected:
+		s.connect(*e)
+	case PeerDisconnected:
+		s.disconnect(e.Peer)
+	case *PeerDisconnected:
+		s.disconnect(e.Peer)
+	case PeerHave:
+		s.peerHave(e.Peer, e.Index)
+	case *PeerHave:
+		s.peerHave(e.Peer, e.Index)
+	case PeerBitfield:
+		s.bitfield(e.Peer, e.Have)
+	case *PeerBitfield:
+		s.bitfield(e.Peer, e.Have)
+	case ChunkReceived:
+		s.received(e)
+	case *ChunkReceived:
+		s.received(*e)
+	case RequestFailed:
+		s.failed(e)
+	case *RequestFailed:
+		s.failed(*e)
+	case Tick, *Tick:
+		s.tick()
+	case ChunkStoredLocally:
+		s.stored(e.Index)
+	case *ChunkStoredLocally:
+		s.stored(e.Index)
+	}
+	s.schedule()
+	if !s.doneSent && s.nheld == s.n {
+		s.doneSent = true
+		s.emit(Action{Kind: Done})
+	}
+	out := s.out
+	s.out = nil
+	return out
+}
+
+func (s *Scheduler) advance(now time.Time) {
+	if !s.started {
+		s.started, s.epoch = true, now
+	}
+	if d := now.Sub(s.epoch); d > s.now {
+		s.now = d
+	}
+}
+
+func (s *Scheduler) emit(a Action) { s.out = append(s.out, a) }
+
+func (s *Scheduler) inRange(i int) bool { return uint(i) < uint(s.n) }
+
+// ---- events ----
+
+func (s *Scheduler) connect(e PeerConnected) {
+	if reason, ok := s.banned[e.Peer]; ok {
+		s.emit(Action{Kind: Ban, Peer: e.Peer, Reason: reason})
+		return
+	}
+	if old := s.byID[e.Peer]; old != nil {
+		s.removePeer(old)
+	}
+	p := &peer{
+		id:       e.Peer,
+		origin:   e.Origin,
+		fallback: e.Origin && s.cfg.OriginPolicy == OriginFallback,
+		window:   s.cfg.MaxInflightPerPeer,
+		have:     NewBitset(s.n),
+	}
+	p.count = e.Have.copyInto(p.have)
+	switch {
+	case p.fallback:
+		for i := range p.have.All() {
+			s.chunks[i].origins++
+		}
+	case p.count == s.n && s.n > 0:
+		// A seeder raises every chunk's availability alike, which leaves
+		// the rarity order as it was: count it once instead of n times.
+		p.full = true
+		s.base++
+	default:
+		for i := range p.have.All() {
+			s.incAvail(int32(i))
+		}
+	}
+	if k := len(s.free); k > 0 {
+		p.slot = s.free[k-1]
+		s.free = s.free[:k-1]
+		s.slots[p.slot] = p
+	} else {
+		p.slot = int32(len(s.slots))
+		s.slots = append(s.slots, p)
+	}
+	s.peers = append(s.peers, p)
+	s.byID[p.id] = p
+	s.markDirty(p)
+}
+
+func (s *Scheduler) disconnect(id string) {
+	if p := s.byID[id]; p != nil {
+		s.removePeer(p)
+	}
+}
+
+func (s *Scheduler) peerHave(id string, idx int) {
+	p := s.byID[id]
+	if p == nil || !s.inRange(idx) || p.have.Has(idx) {
+		return
+	}
+	i := int32(idx)
+	p.have.Set(idx)
+	p.count++
+	if p.fallback {
+		s.chunks[i].origins++
+	} else {
+		s.incAvail(i)
+	}
+	// Every peer with a free slot had nothing left to fetch before this
+	// event, so the new chunk is p's only candidate.
+	if p.free() && s.pending.Has(idx) && s.eligible(p, i) {
+		s.request(p, i)
+	}
+}
+
+func (s *Scheduler) bitfield(id string, have Bitset) {
+	p := s.byID[id]
+	if p == nil {
+		return
+	}
+	nb := NewBitset(s.n)
+	cnt := have.copyInto(nb)
+	old := p.have
+	for k := range old.w {
+		if old.w[k]&^nb.w[k] != 0 {
+			// Losing a holder can make a chunk eligible elsewhere (an
+			// origin, an excluded peer): reconsider everyone.
+			s.wakeAll = true
+			break
+		}
+	}
+	newFull := cnt == s.n && s.n > 0
+	switch {
+	case p.fallback:
+		forDiff(old, nb, func(i int32) { s.chunks[i].origins-- }, func(i int32) { s.chunks[i].origins++ })
+	case p.full && newFull:
+	case p.full:
+		s.base--
+		for i := range nb.All() {
+			s.incAvail(int32(i))
+		}
+	case newFull:
+		s.base++
+		for i := range old.All() {
+			s.decAvail(int32(i))
+		}
+	default:
+		forDiff(old, nb, s.decAvail, s.incAvail)
+	}
+	if !p.fallback {
+		p.full = newFull
+	}
+	p.have, p.count = nb, cnt
+	s.markDirty(p)
+}
+
+// forDiff calls lost for every member of old not in nb, then gained for
+// every member of nb not in old.
+func forDiff(old, nb Bitset, lost, gained func(int32)) {
+	for k := range old.w {
+		for w := old.w[k] &^ nb.w[k]; w != 0; w &= w - 1 {
+			lost(int32(k<<6 + bits.TrailingZeros64(w)))
+		}
+	}
+	for k := range nb.w {
+		for w := nb.w[k] &^ old.w[k]; w != 0; w &= w - 1 {
+			gained(int32(k<<6 + bits.TrailingZeros64(w)))
+		}
+	}
+}
+
+func (s *Scheduler) received(e ChunkReceived) {
+	if !s.inRange(e.Index) {
+		return
+	}
+	i := int32(e.Index)
+	p := s.byID[e.Peer]
+	had := p != nil && s.dropReq(p, i)
+	if had {
+		s.markDirty(p)
+	}
+	if e.Verified {
+		if p != nil {
+			p.stats.Received++
+			if had && p.window < s.cfg.MaxInflightPerPeer {
+				p.window++
+			}
+		}
+		s.hold(i)
+		return
+	}
+	if p != nil {
+		p.stats.Bad++
+	}
+	if !s.held.Has(e.Index) {
+		s.penalize(i, p, true)
+	}
+	s.requeueIfIdle(i)
+	if _, ok := s.banned[e.Peer]; ok {
+		return
+	}
+	s.offences[e.Peer]++
+	if n := s.offences[e.Peer]; n >= s.cfg.BanThreshold {
+		s.ban(e.Peer, p, fmt.Sprintf("%d chunks failed verification", n))
+	}
+}
+
+func (s *Scheduler) failed(e RequestFailed) {
+	p := s.byID[e.Peer]
+	if p == nil || !s.inRange(e.Index) {
+		return
+	}
+	i := int32(e.Index)
+	had := s.dropReq(p, i)
+	if e.Reason == FailNotFound {
+		s.clearHave(p, i)
+	}
+	if !had {
+		return
+	}
+	p.stats.Failures++
+	if e.Reason == FailBusy {
+		p.until = s.now + s.cfg.BusyBackoff
+		if !p.paused {
+			p.paused = true
+			s.paused = append(s.paused, p)
+		}
+	} else {
+		s.markDirty(p)
+	}
+	s.penalize(i, p, e.Reason == FailError)
+	s.requeueIfIdle(i)
+}
+
+func (s *Scheduler) tick() {
+	for s.qhead < len(s.queue) {
+		d := &s.queue[s.qhead]
+		if d.at > s.now {
+			break
+		}
+		p, i := s.slots[d.slot], d.idx
+		s.qhead++
+		if p == nil || !s.dropReqSeq(p, i, d.seq) {
+			continue
+		}
+		s.emit(Action{Kind: Cancel, Peer: p.id, Index: int(i)})
+		p.stats.Timeouts++
+		p.window = max(1, p.window/2)
+		s.penalize(i, p, true)
+		s.requeueIfIdle(i)
+		s.markDirty(p)
+	}
+	s.compactQueue()
+	k := 0
+	for _, p := range s.paused {
+		switch {
+		case p.gone:
+		case p.until <= s.now:
+			p.paused = false
+			s.markDirty(p)
+		default:
+			s.paused[k] = p
+			k++
+		}
+	}
+	clear(s.paused[k:])
+	s.paused = s.paused[:k]
+}
+
+func (s *Scheduler) stored(idx int) {
+	if s.inRange(idx) {
+		s.hold(int32(idx))
+	}
+}
+
+// ---- state transitions ----
+
+// request sends a request for chunk i to p.
+func (s *Scheduler) request(p *peer, i int32) {
+	c := &s.chunks[i]
+	if c.nreq == 0 {
+		s.bucketRemove(i)
+		s.pending.Clear(int(i))
+		s.npending--
+		c.pos = int32(len(s.inflight))
+		s.inflight = append(s.inflight, i)
+	}
+	c.nreq++
+	s.nreqs++
+	s.seq++
+	p.reqs = append(p.reqs, req{idx: i, seq: s.seq})
+	s.queue = append(s.queue, deadline{seq: s.seq, at: s.now + s.cfg.RequestTimeout, idx: i, slot: p.slot})
+	p.stats.Requests++
+	s.emit(Action{Kind: Request, Peer: p.id, Index: int(i)})
+}
+
+// dropReq forgets p's outstanding request for chunk i, if any. The chunk
+// stays in the requested state; see requeueIfIdle.
+func (s *Scheduler) dropReq(p *peer, i int32) bool {
+	for k, r := range p.reqs {
+		if r.idx == i {
+			s.dropReqAt(p, k)
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Scheduler) dropReqSeq(p *peer, i int32, seq uint64) bool {
+	for k, r := range p.reqs {
+		if r.idx == i && r.seq == seq {
+			s.dropReqAt(p, k)
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Scheduler) dropReqAt(p *peer, k int) {
+	s.chunks[p.reqs[k].idx].nreq--
+	s.nreqs--
+	p.reqs = slices.Delete(p.reqs, k, k+1)
+}
+
+// requeueIfIdle makes chunk i pending again if it is missing and no request
+// for it is outstanding.
+func (s *Scheduler) requeueIfIdle(i int32) {
+	if s.chunks[i].nreq > 0 || s.held.Has(int(i)) || s.pending.Has(int(i)) {
+		return
+	}
+	s.inflightRemove(i)
+	s.pending.Set(int(i))
+	s.npending++
+	s.bucketAdd(i)
+	s.wake(i)
+}
+
+// hold marks chunk i held, cancelling its outstanding requests.
+func (s *Scheduler) hold(i int32) {
+	c := &s.chunks[i]
+	switch {
+	case s.held.Has(int(i)):
+		return
+	case s.pending.Has(int(i)):
+		s.bucketRemove(i)
+		s.pending.Clear(int(i))
+		s.npending--
+	default:
+		for _, q := range s.peers {
+			if c.nreq == 0 {
+				break
+			}
+			if s.dropReq(q, i) {
+				s.emit(Action{Kind: Cancel, Peer: q.id, Index: int(i)})
+				s.markDirty(q)
+			}
+		}
+		s.inflightRemove(i)
+	}
+	c.pos = -1
+	s.held.Set(int(i))
+	s.nheld++
+	if c.fails > 0 {
+		delete(s.excl, i)
+	}
+	if s.escalated.Has(int(i)) {
+		s.escalated.Clear(int(i))
+		s.nescalated--
+	}
+	s.emit(Action{Kind: Have, Index: int(i)})
+}
+
+// penalize records a failed attempt at chunk i (by p, if known), avoiding p
+// for it from now on if exclude is set.
+func (s *Scheduler) penalize(i int32, p *peer, exclude bool) {
+	c := &s.chunks[i]
+	if c.fails < math.MaxUint16 {
+		c.fails++
+	}
+	if exclude && p != nil && !p.fallback {
+		ex := s.excl[i]
+		if !slices.Contains(ex, p) {
+			if len(ex) == maxExcluded {
+				ex = append(ex[:0], ex[1:]...)
+			}
+			s.excl[i] = append(ex, p)
+		}
+	}
+	if s.cfg.OriginPolicy == OriginFallback && int(c.fails) >= s.cfg.OriginAfterFailures && !s.escalated.Has(int(i)) {
+		s.escalated.Set(int(i))
+		s.nescalated++
+	}
+	// If the chunk is pending, an origin may now qualify for it, and so may
+	// peers that failed it before, once every holder has.
+	s.wake(i)
+}
+
+func (s *Scheduler) ban(id string, p *peer, reason string) {
+	s.banned[id] = reason
+	delete(s.offences, id)
+	if p != nil {
+		s.removePeer(p)
+	}
+	s.emit(Action{Kind: Ban, Peer: id, Reason: reason})
+}
+
+// removePeer forgets a disconnected or banned peer: its requests are
+// requeued and its availability withdrawn.
+func (s *Scheduler) removePeer(p *peer) {
+	p.gone = true
+	s.wakeAll = true
+	reqs := p.reqs
+	p.reqs = nil
+	for _, r := range reqs {
+		s.chunks[r.idx].nreq--
+		s.nreqs--
+	}
+	for _, r := range reqs {
+		s.requeueIfIdle(r.idx)
+	}
+	switch {
+	case p.fallback:
+		for i := range p.have.All() {
+			s.chunks[i].origins--
+		}
+	case p.full:
+		s.base--
+	default:
+		for i := range p.have.All() {
+			s.decAvail(int32(i))
+		}
+	}
+	p.have = Bitset{}
+	if k := slices.Index(s.peers, p); k >= 0 {
+		s.peers = slices.Delete(s.peers, k, k+1)
+	}
+	delete(s.byID, p.id)
+	s.slots[p.slot] = nil
+	s.free = append(s.free, p.slot)
+}
+
+// clearHave withdraws p's advertisement of chunk i.
+func (s *Scheduler) clearHave(p *peer, i int32) {
+	if !p.have.Has(int(i)) {
+		return
+	}
+	p.have.Clear(int(i))
+	p.count--
+	switch {
+	case p.fallback:
+		s.chunks[i].origins--
+		if s.chunks[i].origins == 0 && s.escalated.Has(int(i)) {
+			s.wake(i) // no longer reserved for an origin
+		}
+	case p.full:
+		p.full = false
+		s.base--
+		for j := range p.have.All() {
+			s.incAvail(int32(j))
+		}
+		s.holderLost(i)
+	default:
+		s.decAvail(i)
+	}
+}
+
+func (s *Scheduler) incAvail(i int32) {
+	if s.pending.Has(int(i)) {
+		s.bucketRemove(i)
+		s.chunks[i].avail++
+		s.bucketAdd(i)
+	} else {
+		s.chunks[i].avail++
+	}
+}
+
+func (s *Scheduler) decAvail(i int32) {
+	if s.pending.Has(int(i)) {
+		s.bucketRemove(i)
+		s.chunks[i].avail--
+		s.bucketAdd(i)
+		s.holderLost(i)
+	} else {
+		s.chunks[i].avail--
+	}
+}
+
+// holderLost reconsiders pending chunk i after a peer stopped advertising
+// it: origins may take it once no peer has it, and a peer that failed it may
+// be retried once it is the last one that has it.
+func (s *Scheduler) holderLost(i int32) {
+	c := &s.chunks[i]
+	if c.avail+s.base == 0 || c.fails > 0 {
+		s.wake(i)
+	}
+}
+
+// ---- availability buckets ----
+
+func (s *Scheduler) bucketAdd(i int32) {
+	c := &s.chunks[i]
+	a := int(c.avail)
+	for a >= len(s.buckets) {
+		s.buckets = append(s.buckets, nil)
+	}
+	b := append(s.buckets[a], i)
+	s.buckets[a] = b
+	c.pos = int32(len(b) - 1)
+	if len(b) == 1 {
+		for a>>6 >= len(s.nonEmpty) {
+			s.nonEmpty = append(s.nonEmpty, 0)
+		}
+		s.nonEmpty[a>>6] |= 1 << (uint(a) & 63)
+	}
+}
+
+func (s *Scheduler) bucketRemove(i int32) {
+	c := &s.chunks[i]
+	a := int(c.avail)
+	b := s.buckets[a]
+	last := int32(len(b) - 1)
+	if c.pos != last {
+		m := b[last]
+		b[c.pos] = m
+		s.chunks[m].pos = c.pos
+	}
+	b = b[:last]
+	if c := cap(b); c > 64 && int(last) < c/4 {
+		// Chunks drift between buckets as peers come and go; without
+		// this every bucket would keep its peak size.
+		b = append(make([]int32, 0, c/2), b...)
+	}
+	s.buckets[a] = b
+	if last == 0 {
+		s.nonEmpty[a>>6] &^= 1 << (uint(a) & 63)
+	}
+}
+
+// nextBucket returns the lowest availability >= from with pending chunks,
+// or -1.
+func (s *Scheduler) nextBucket(from int) int {
+	k := from >> 6
+	if k >= len(s.nonEmpty) {
+		return -1
+	}
+	w := s.nonEmpty[k] &^ (1<<(uint(from)&63) - 1)
+	for {
+		if w != 0 {
+			return k<<6 + bits.TrailingZeros64(w)
+		}
+		k++
+		if k >= len(s.nonEmpty) {
+			return -1
+		}
+		w = s.nonEmpty[k]
+	}
+}
+
+func (s *Scheduler) inflightRemove(i int32) {
+	c := &s.chunks[i]
+	last := int32(len(s.inflight) - 1)
+	if c.pos != last {
+		m := s.inflight[last]
+		s.inflight[c.pos] = m
+		s.chunks[m].pos = c.pos
+	}
+	s.inflight = s.inflight[:last]
+}
+
+// ---- choosing requests ----
+
+func (s *Scheduler) markDirty(p *peer) {
+	if !p.dirty {
+		p.dirty = true
+		s.dirty = append(s.dirty, p)
+	}
+}
+
+// wake queues every peer that could take pending chunk i.
+func (s *Scheduler) wake(i int32) {
+	if s.wakeAll || !s.pending.Has(int(i)) {
+		return
+	}
+	for _, p := range s.peers {
+		if p.free() && p.have.Has(int(i)) {
+			s.markDirty(p)
+		}
+	}
+}
+
+// schedule fills the free slots of every peer whose options may have
+// changed in this event. Afterwards every peer with a free slot has no
+// chunk it could be asked for (Scheduler.starved checks this in tests).
+func (s *Scheduler) schedule() {
+	if s.endgame() {
+		// Few chunks are missing; each answer changes which duplicates
+		// are allowed, and there are few candidates to look at.
+		s.wakeAll = true
+	}
+	if s.wakeAll {
+		s.wakeAll = false
+		for _, p := range s.peers {
+			if p.free() {
+				s.markDirty(p)
+			}
+		}
+	}
+	for k := 0; k < len(s.dirty); k++ {
+		p := s.dirty[k]
+		p.dirty = false
+		if !p.gone {
+			s.fill(p)
+		}
+	}
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
+}
+
+func (s *Scheduler) endgame() bool {
+	missing := s.n - s.nheld
+	return s.cfg.MaxDuplicates > 1 && missing > 0 && missing <= s.cfg.EndgameThreshold
+}
+
+func (s *Scheduler) fill(p *peer) {
+	for p.free() {
+		i := s.pick(p)
+		if i < 0 && s.endgame() {
+			i = s.pickEndgame(p)
+		}
+		if i < 0 {
+			return
+		}
+		s.request(p, i)
+	}
+}
+
+// eligible reports whether pending (or, in endgame, requested) chunk i may
+// be requested from p, given that p advertises it.
+func (s *Scheduler) eligible(p *peer, i int32) bool {
+	if p.fallback {
+		return s.originMay(i)
+	}
+	return s.peerMay(p, i)
+}
+
+// originMay reports whether a fallback origin may be asked for chunk i: no
+// peer advertises it, or it has failed on peers often enough.
+func (s *Scheduler) originMay(i int32) bool {
+	return s.chunks[i].avail+s.base == 0 || s.escalated.Has(int(i))
+}
+
+// peerMay reports whether non-origin peer p may be asked for chunk i.
+func (s *Scheduler) peerMay(p *peer, i int32) bool {
+	c := &s.chunks[i]
+	if c.fails == 0 {
+		return true
+	}
+	if c.origins > 0 && s.escalated.Has(int(i)) {
+		return false // reserved for an origin
+	}
+	if ex := s.excl[i]; len(ex) > 0 && slices.Contains(ex, p) {
+		// p failed this chunk: only if every peer that has it did.
+		n := int32(0)
+		for _, q := range ex {
+			if !q.gone && !q.fallback && q.have.Has(int(i)) {
+				n++
+			}
+		}
+		return n >= c.avail+s.base
+	}
+	return true
+}
+
+// pick returns the rarest pending chunk that p may be asked for, ties broken
+// at random, or -1.
+func (s *Scheduler) pick(p *peer) int32 {
+	if s.npending == 0 || p.count == 0 {
+		return -1
+	}
+	r := s.rng.Uint32()
+	if p.fallback {
+		return s.pickOrigin(p, r)
+	}
+	// Walk the buckets from the rarest, each from a random offset. A peer
+	// that advertises a chunk counts towards its availability, so buckets
+	// below 1 hold nothing p has, unless p is counted in base.
+	from := 1
+	if p.full {
+		from = 0
+	}
+	if p.skips > 0 {
+		p.skips--
+		return s.pickSparse(p, r)
+	}
+	budget := scanBudget
+	for a := s.nextBucket(from); a >= 0; a = s.nextBucket(a + 1) {
+		b := s.buckets[a]
+		j := int(uint64(r) * uint64(len(b)) >> 32)
+		for range b {
+			if i := b[j]; p.have.Has(int(i)) && s.peerMay(p, i) {
+				return i
+			}
+			if budget--; budget == 0 {
+				p.skips = sparseSkips
+				return s.pickSparse(p, r)
+			}
+			if j++; j == len(b) {
+				j = 0
+			}
+		}
+	}
+	return -1
+}
+
+// pickSparse is pick for a peer that advertises few of the pending chunks:
+// it intersects the bitsets, starting at a random word, and keeps the
+// rarest.
+func (s *Scheduler) pickSparse(p *peer, r uint32) int32 {
+	nw := len(s.pending.w)
+	k := int(uint64(r) * uint64(nw) >> 32)
+	floor := int32(1)
+	if p.full {
+		floor = 0
+	}
+	best, bestAvail := int32(-1), int32(math.MaxInt32)
+	for range nw {
+		for w := s.pending.w[k] & p.have.w[k]; w != 0; w &= w - 1 {
+			i := int32(k<<6 + bits.TrailingZeros64(w))
+			if a := s.chunks[i].avail; a < bestAvail && s.peerMay(p, i) {
+				best, bestAvail = i, a
+				if a <= floor {
+					return best
+				}
+			}
+		}
+		if k++; k == nw {
+			k = 0
+		}
+	}
+	return best
+}
+
+// pickOrigin picks for a fallback origin: first chunks that failed on
+// peers, then chunks no peer advertises.
+func (s *Scheduler) pickOrigin(p *peer, r uint32) int32 {
+	if s.nescalated > 0 {
+		nw := len(s.pending.w)
+		k := int(uint64(r) * uint64(nw) >> 32)
+		for range nw {
+			if w := s.escalated.w[k] & s.pending.w[k] & p.have.w[k]; w != 0 {
+				return int32(k<<6 + bits.TrailingZeros64(w))
+			}
+			if k++; k == nw {
+				k = 0
+			}
+		}
+	}
+	if s.base > 0 {
+		return -1
+	}
+	b := s.buckets[0]
+	j := int(uint64(r) * uint64(len(b)) >> 32)
+	for range b {
+		if i := b[j]; p.have.Has(int(i)) {
+			return i
+		}
+		if j++; j == len(b) {
+			j = 0
+		}
+	}
+	return -1
+}
+
+// pickEndgame returns a requested chunk that p may be asked for as well:
+// one with the fewest outstanding requests, ties broken at random, or -1.
+func (s *Scheduler) pickEndgame(p *peer) int32 {
+	best, bestN, ties := int32(-1), uint16(math.MaxUint16), 0
+	for _, i := range s.inflight {
+		c := &s.chunks[i]
+		if int(c.nreq) >= s.cfg.MaxDuplicates || c.nreq > bestN || !p.have.Has(int(i)) || p.requesting(i) || !s.eligible(p, i) {
+			continue
+		}
+		if c.nreq < bestN {
+			best, bestN, ties = i, c.nreq, 1
+			continue
+		}
+		ties++
+		if s.rng.IntN(ties) == 0 {
+			best = i
+		}
+	}
+	return best
+}
+
+// NextTick returns the earliest time at which a Tick would have an effect:
+// when the oldest outstanding request times out or a busy peer's pause
+// ends. ok is false if nothing is waiting on time. An event loop can arm a
+// timer with it, and a discrete-event simulator can schedule exactly one
+// Tick instead of polling. Events change the answer, so ask again after
+// each one.
+func (s *Scheduler) NextTick() (t time.Time, ok bool) {
+	// Skip entries of requests that were answered in the meantime.
+	for s.qhead < len(s.queue) {
+		d := s.queue[s.qhead]
+		if p := s.slots[d.slot]; p != nil && p.hasReq(d.idx, d.seq) {
+			break
+		}
+		s.qhead++
+	}
+	s.compactQueue()
+	var at time.Duration
+	if s.qhead < len(s.queue) {
+		at, ok = s.queue[s.qhead].at, true
+	}
+	for _, p := range s.paused {
+		if !p.gone && (!ok || p.until < at) {
+			at, ok = p.until, true
+		}
+	}
+	if !ok {
+		return time.Time{}, false
+	}
+	return s.epoch.Add(at), true
+}
+
+// compactQueue drops the consumed head of the timeout queue once it is at
+// least half of it, which keeps appends amortized O(1).
+func (s *Scheduler) compactQueue() {
+	if s.qhead > 0 && s.qhead >= len(s.queue)/2 {
+		n := copy(s.queue, s.queue[s.qhead:])
+		s.queue, s.qhead = s.queue[:n], 0
+	}
+}
+
+func (p *peer) hasReq(i int32, seq uint64) bool {
+	for _, r := range p.reqs {
+		if r.idx == i && r.seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- observability ----
+
+// Progress summarizes a Scheduler's state.
+type Progress struct {
+	Chunks   int  // in the manifest
+	Held     int  // held locally
+	Missing  int  // Chunks - Held
+	Pending  int  // missing and not requested
+	Inflight int  // missing and requested
+	Requests int  // outstanding requests (endgame duplicates count each)
+	Peers    int  // connected, not banned
+	Endgame  bool // duplicates may be requested
+	Done     bool // every chunk is held
+}
+
+// Progress returns the current counts.
+func (s *Scheduler) Progress() Progress {
+	return Progress{
+		Chunks:   s.n,
+		Held:     s.nheld,
+		Missing:  s.n - s.nheld,
+		Pending:  s.npending,
+		Inflight: len(s.inflight),
+		Requests: s.nreqs,
+		Peers:    len(s.peers),
+		Endgame:  s.endgame(),
+		Done:     s.nheld == s.n,
+	}
+}
+
+// PeerStats describes one connected peer. The counters cover the current
+// connection, except Offences.
+type PeerStats struct {
+	Origin   bool // connected as an origin
+	Have     int  // chunks it advertises
+	Inflight int  // outstanding requests
+	Window   int  // current pipelining depth
+	Requests int  // requests sent
+	Received int  // verified chunks received
+	Bad      int  // chunks that failed verification
+	Timeouts int  // requests that timed out
+	Failures int  // requests it rejected
+	Offences int  // chunks that failed verification, across connections
+}
+
+// PeerStats returns the statistics of a connected peer; ok is false for a
+// peer that is not connected (or banned).
+func (s *Scheduler) PeerStats(id string) (st PeerStats, ok bool) {
+	p := s.byID[id]
+	if p == nil {
+		return PeerStats{}, false
+	}
+	st = p.stats
+	st.Origin, st.Have, st.Inflight, st.Window = p.origin, p.count, len(p.reqs), p.window
+	st.Offences = s.offences[id]
+	return st, true
+}
+
+// Banned reports whether the peer ID is banned, and why.
+func (s *Scheduler) Banned(id string) (reason string, ok bool) {
+	reason, ok = s.banned[id]
+	return reason, ok
+}
+
+// Availability returns how many connected peers advertise chunk i. Under
+// OriginFallback, origins are not counted: this is the number that
+// rarest-first ranks chunks by.
+func (s *Scheduler) Availability(i int) int {
+	if !s.inRange(i) {
+		return 0
+	}
+	return int(s.chunks[i].avail + s.base)
+}
+
+// Held returns a copy of the set of chunks held locally, e.g. to send as a
+// bitfield.
+func (s *Scheduler) Held() Bitset { return s.held.Clone() }
+
+// Config returns the configuration in effect, defaults filled in.
+func (s *Scheduler) Config() Config { return s.cfg }
