@@ -8,7 +8,6 @@ package tracker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/clock"
+	"github.com/p2pd/p2pd/internal/httpx"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/tracker/handout"
 	"github.com/p2pd/p2pd/tracker/peerstore"
@@ -338,22 +338,10 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, trackerwire.CodeInternal, "reading the store failed")
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // cannot happen for the wire types
-		writeError(w, http.StatusInternalServerError, trackerwire.CodeInternal, "encoding the response failed")
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { httpx.WriteJSON(w, code, v) }
 
 func writeError(w http.ResponseWriter, code int, errCode, msg string) {
-	writeJSON(w, code, &trackerwire.ErrorResponse{Error: msg, Code: errCode})
+	httpx.WriteJSON(w, code, &trackerwire.ErrorResponse{Error: msg, Code: errCode})
 }
 
 // RunSweeper frees expired records every SweepInterval until ctx ends. It
@@ -383,18 +371,6 @@ func (s *Server) RunSweeper(ctx context.Context) error {
 // in flight, and returns nil (or the shutdown error). It returns early
 // with the error if serving fails. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		// Requests keep the values of ctx but outlive its cancellation,
-		// so that shutdown lets them finish.
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = s.RunSweeper(sweepCtx) })
@@ -402,26 +378,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		stopSweep()
 		wg.Wait()
 	}()
-
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	s.log.InfoContext(ctx, "tracker serving", "addr", ln.Addr().String(),
-		"announce_interval", s.cfg.AnnounceInterval, "peer_ttl", s.cfg.PeerTTL)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("tracker: serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	defer cancel()
-	err := hs.Shutdown(sctx)
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	if err != nil {
-		_ = hs.Close()
-		return fmt.Errorf("tracker: shutdown: %w", err)
-	}
+	s.log.InfoContext(ctx, "tracker starting", "announce_interval", s.cfg.AnnounceInterval, "peer_ttl", s.cfg.PeerTTL)
+	err := httpx.Serve(ctx, ln, s.handler, httpx.ServerOptions{
+		Name:            "tracker",
+		Logger:          s.log,
+		ShutdownTimeout: s.cfg.ShutdownTimeout,
+		ReadTimeout:     30 * time.Second,
+		WriteTimeout:    30 * time.Second,
+	})
 	s.log.InfoContext(ctx, "tracker stopped")
-	return nil
+	return err
 }

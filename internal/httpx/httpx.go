@@ -1,0 +1,102 @@
+// Package httpx serves the project's HTTP APIs (tracker, origin, peer
+// control) the same way: hardened server timeouts, graceful shutdown when
+// the context ends, and JSON error bodies.
+package httpx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// DefaultShutdownTimeout bounds the wait for requests in flight.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// ServerOptions tune Serve. The zero value is usable.
+type ServerOptions struct {
+	// Name labels log lines ("tracker", "origin", ...).
+	Name string
+	// Logger receives the server's logs (default: discarded).
+	Logger *slog.Logger
+	// ShutdownTimeout bounds the graceful shutdown (default 10s).
+	ShutdownTimeout time.Duration
+	// ReadTimeout and WriteTimeout bound reading a request and writing a
+	// response; zero means none, which streaming endpoints (uploads, blob
+	// data, progress) need. Headers always have a 10s deadline.
+	ReadTimeout, WriteTimeout time.Duration
+}
+
+// Serve serves h on ln until ctx ends, then stops accepting, waits up to
+// ShutdownTimeout for requests in flight, and returns nil (or the
+// shutdown error). It returns early with the error if serving fails. It
+// closes ln. Requests keep ctx's values but outlive its cancellation, so
+// that shutdown lets them finish.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, o ServerOptions) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	o.Logger.InfoContext(ctx, o.Name+" listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s: serve: %w", o.Name, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: shutdown: %w", o.Name, err)
+	}
+	return nil
+}
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// WriteJSON writes v as JSON with status code, uncached.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // a programming error: the API types always encode
+		WriteError(w, http.StatusInternalServerError, "INTERNAL", "encoding the response failed")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// WriteError writes an ErrorBody with status code.
+func WriteError(w http.ResponseWriter, code int, errCode, msg string) {
+	WriteJSON(w, code, ErrorBody{Error: msg, Code: errCode})
+}
