@@ -23,8 +23,9 @@ type Bar struct {
 	label string
 	total int64
 	done  int64
-	start time.Time
-	last  time.Time
+	start  time.Time
+	last   time.Time
+	detail string
 }
 
 // New returns a bar writing to w, or nil when w is not a terminal or quiet is set.
@@ -51,6 +52,21 @@ func (b *Bar) Add(n int64) {
 	}
 }
 
+// Set records the absolute progress, replacing the count, and a detail
+// shown after the rate (e.g. where the bytes came from).
+func (b *Bar) Set(done int64, detail string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done, b.detail = done, detail
+	if now := time.Now(); now.Sub(b.last) >= 100*time.Millisecond {
+		b.last = now
+		b.draw(now)
+	}
+}
+
 // Finish draws the final state and ends the line.
 func (b *Bar) Finish() {
 	if b == nil {
@@ -69,9 +85,14 @@ func (b *Bar) draw(now time.Time) {
 		frac = min(float64(b.done)/float64(b.total), 1)
 	}
 	fill := int(frac * width)
-	rate := units.MBps(b.done, now.Sub(b.start).Seconds())
-	fmt.Fprintf(b.w, "\r%s [%s%s] %5.1f%% %s %.0f MB/s ", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
-		100*frac, units.FormatSize(b.done), rate)
+	secs := now.Sub(b.start).Seconds()
+	rate := units.MBps(b.done, secs)
+	eta := "--"
+	if rate > 0 && b.total > b.done {
+		eta = (time.Duration(float64(b.total-b.done) / (rate * 1e6) * float64(time.Second))).Round(time.Second).String()
+	}
+	fmt.Fprintf(b.w, "\r%s [%s%s] %5.1f%% %s %.0f MB/s ETA %s %s\x1b[K", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
+		100*frac, units.FormatSize(b.done), rate, eta, b.detail)
 }
 
 // Reader counts bytes read through r on the bar.

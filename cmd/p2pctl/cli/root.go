@@ -15,6 +15,8 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/units"
+	"github.com/p2pd/p2pd/peer/control/controlclient"
+	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
 
 // Exit codes. They are part of the interface: scripts rely on them.
@@ -24,6 +26,7 @@ const (
 	ExitUsage    = 2   // bad flags or arguments, invalid config
 	ExitMismatch = 3   // data does not match its manifest or digest
 	ExitBadInput = 4   // a manifest or other input is corrupt or inconsistent
+	ExitNotFound = 5   // the blob is unknown to the daemon, tracker or origin
 	ExitCanceled = 130 // interrupted
 )
 
@@ -33,12 +36,29 @@ const exitCodesHelp = `Exit codes:
   2    usage error: bad flags, arguments or config file
   3    verification failed: data does not match the manifest
   4    bad input: corrupt, truncated or inconsistent manifest
+  5    not found: no daemon, tracker or origin knows the blob
   130  interrupted`
 
 // Config is the p2pctl configuration file (--config), YAML.
 type Config struct {
-	Chunker chunker.Config `yaml:"chunker"`
+	// Tracker is the tracker's base URL (default http://127.0.0.1:7400).
+	Tracker string `yaml:"tracker"`
+	// Origin is the origin's base URL (default http://127.0.0.1:7401).
+	Origin string `yaml:"origin"`
+	// Peer is the local peer daemon's control address: host:port on
+	// loopback or unix:/path (default 127.0.0.1:7402).
+	Peer string `yaml:"peer"`
+	// PushToken authenticates pushes to the origin.
+	PushToken string         `yaml:"push_token"`
+	Chunker   chunker.Config `yaml:"chunker"`
 }
+
+// Defaults matching p2pd's default listeners (and p2pd dev's).
+const (
+	DefaultTracker = "http://127.0.0.1:7400"
+	DefaultOrigin  = "http://127.0.0.1:7401"
+	DefaultPeer    = "127.0.0.1:7402"
+)
 
 // globals are the options every command shares.
 type globals struct {
@@ -50,6 +70,8 @@ type globals struct {
 	cfg            Config
 	// chunker size flags, as strings so they accept units
 	minSize, avgSize, maxSize string
+	// endpoints; empty means the config file's value, then the default
+	tracker, origin, peer string
 }
 
 // usageError marks errors that come from how the command was called.
@@ -85,6 +107,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, chunker.ErrBadConfig):
 		return ExitUsage
+	case errors.Is(err, controlclient.ErrNotFound), errors.Is(err, trackerclient.ErrNotFound):
+		return ExitNotFound
 	case errors.Is(err, context.Canceled):
 		return ExitCanceled
 	case errors.Is(err, chunker.ErrDigestMismatch), errors.Is(err, chunker.ErrSizeMismatch):
@@ -125,7 +149,11 @@ a terminal only.
 	pf.StringVar(&g.minSize, "min-size", "", "minimum chunk size, e.g. 256KiB (default 256KiB)")
 	pf.StringVar(&g.avgSize, "avg-size", "", "average chunk size, a power of two (default 1MiB)")
 	pf.StringVar(&g.maxSize, "max-size", "", "maximum chunk size (default 4MiB)")
-	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g))
+	pf.StringVar(&g.tracker, "tracker", "", "tracker URL (default "+DefaultTracker+")")
+	pf.StringVar(&g.origin, "origin", "", "origin URL (default "+DefaultOrigin+")")
+	pf.StringVar(&g.peer, "peer", "", "local peer control address, host:port or unix:/path (default "+DefaultPeer+")")
+	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g),
+		newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g))
 	return root
 }
 
@@ -133,6 +161,19 @@ a terminal only.
 func (g *globals) load() error {
 	if err := config.LoadFile(g.configPath, &g.cfg); err != nil {
 		return err
+	}
+	for _, e := range []struct {
+		flag, def string
+		dst       *string
+	}{
+		{g.tracker, DefaultTracker, &g.cfg.Tracker}, {g.origin, DefaultOrigin, &g.cfg.Origin}, {g.peer, DefaultPeer, &g.cfg.Peer},
+	} {
+		if e.flag != "" {
+			*e.dst = e.flag
+		}
+		if *e.dst == "" {
+			*e.dst = e.def
+		}
 	}
 	for _, f := range []struct {
 		flag string
