@@ -9,12 +9,10 @@ package tracker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -148,46 +146,11 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 
 // instrument counts requests by route and status code.
 func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		h(sw, r)
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-	})
+	return httpx.Instrument(s.metrics.requests, route, h)
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	code    int
-	written bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.written {
-		w.code, w.written = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.written = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func methodNotAllowed(allow ...string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		for i, m := range allow {
-			if i == 0 {
-				w.Header().Set("Allow", m)
-			} else {
-				w.Header().Add("Allow", m)
-			}
-		}
-		writeError(w, http.StatusMethodNotAllowed, trackerwire.CodeMethodNotAllowed,
-			fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
-	}
+	return httpx.MethodNotAllowed(trackerwire.CodeMethodNotAllowed, allow...)
 }
 
 // newRand returns a generator for one request, seeded from the server's.

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultShutdownTimeout bounds the wait for requests in flight.
@@ -69,6 +71,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, o ServerOptions
 		err = serr
 	}
 	if err != nil {
+		_ = hs.Close() // requests still running are cut off
 		return fmt.Errorf("%s: shutdown: %w", o.Name, err)
 	}
 	return nil
@@ -99,4 +102,58 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 // WriteError writes an ErrorBody with status code.
 func WriteError(w http.ResponseWriter, code int, errCode, msg string) {
 	WriteJSON(w, code, ErrorBody{Error: msg, Code: errCode})
+}
+
+// Instrument counts h's responses in requests, labelled by route and
+// status code.
+func Instrument(requests *prometheus.CounterVec, route string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h(sw, r)
+		requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code    int
+	written bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.written {
+		w.code, w.written = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.written = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// MethodNotAllowed answers 405 with an Allow header listing allow and an
+// ErrorBody with code.
+func MethodNotAllowed(code string, allow ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range allow {
+			w.Header().Add("Allow", m)
+		}
+		WriteError(w, http.StatusMethodNotAllowed, code, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+	}
+}
+
+// Underlying unwraps middleware writers (those with an Unwrap method) down
+// to the server's own ResponseWriter.
+func Underlying(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
 }

@@ -18,11 +18,11 @@ import (
 // Bar is a progress bar for a known total. A nil *Bar is valid and draws
 // nothing, which is what New returns when w is not a terminal.
 type Bar struct {
-	mu    sync.Mutex
-	w     io.Writer
-	label string
-	total int64
-	done  int64
+	mu     sync.Mutex
+	w      io.Writer
+	label  string
+	total  int64
+	done   int64
 	start  time.Time
 	last   time.Time
 	detail string
