@@ -15,6 +15,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/units"
+	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
@@ -107,7 +108,9 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, chunker.ErrBadConfig):
 		return ExitUsage
-	case errors.Is(err, controlclient.ErrNotFound), errors.Is(err, trackerclient.ErrNotFound):
+	case errors.Is(err, originclient.ErrDigestMismatch):
+		return ExitMismatch
+	case errors.Is(err, controlclient.ErrNotFound), errors.Is(err, trackerclient.ErrNotFound), errors.Is(err, originclient.ErrNotFound):
 		return ExitNotFound
 	case errors.Is(err, context.Canceled):
 		return ExitCanceled
@@ -153,7 +156,7 @@ a terminal only.
 	pf.StringVar(&g.origin, "origin", "", "origin URL (default "+DefaultOrigin+")")
 	pf.StringVar(&g.peer, "peer", "", "local peer control address, host:port or unix:/path (default "+DefaultPeer+")")
 	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g),
-		newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g))
+		newPushCmd(g), newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g))
 	return root
 }
 
