@@ -12,7 +12,7 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build p2pctl (and p2pd, once it exists) into bin/
+build: ## build p2pd and p2pctl into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 
@@ -25,13 +25,18 @@ test-short: ## quick tests without -race, skipping the long ones
 	$(GO) test -short -count=1 $(PKGS)
 
 .PHONY: demo
-demo: build ## chunk a generated 1 GiB stream: manifest summary and throughput
+demo: build ## tracker + origin + 20 peers: push 256 MiB, every peer pulls and verifies it
+	$(BIN)/p2pd dev --peers 20 --demo 256MiB
+
+.PHONY: demo-chunker
+demo-chunker: build ## chunk a generated 1 GiB stream: manifest summary and throughput
 	$(BIN)/p2pctl bench chunker --size 1GiB
 
 .PHONY: bench
 bench: build ## Go benchmarks, the chunker bench at 4 GiB, and a $(HUGE_GIB) GiB streaming test
 	$(GO) test -run '^$$' -bench . -benchtime 20x $(PKGS)
 	$(BIN)/p2pctl bench chunker --size 4GiB
+	$(BIN)/p2pctl bench transfer --size 1GiB
 	$(GO) test -count=1 -run '^TestHugeStream$$' -timeout 30m -v ./chunker -chunker.huge=$(HUGE_GIB)
 
 .PHONY: fuzz

@@ -57,7 +57,33 @@ var rules = []struct {
 	{"internal/wire", []string{"peer", "tracker", "origin", "internal/daemon", "testbed"}, "wire codecs are leaves shared by every component"},
 	{"tracker", []string{"peer", "origin"}, "the tracker knows peers only through the wire types"},
 	{"peer", []string{"tracker/peerstore", "tracker/handout"}, "peers reach the tracker only through trackerclient"},
-	{"cmd/p2pctl", []string{"peer/store"}, "p2pctl talks to daemons; it does not open their stores"},
+}
+
+// directRules are checked on direct imports only.
+var directRules = []struct {
+	pkg       string
+	forbidden []string
+	why       string
+}{
+	{"cmd/p2pctl", []string{"peer/store", "peer"}, "p2pctl talks to daemons through their clients; only its bench and testbed commands run nodes, through peerbench and testbed"},
+}
+
+func TestDirectImports(t *testing.T) {
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		for _, r := range directRules {
+			if rel != r.pkg && !strings.HasPrefix(rel, r.pkg+"/") {
+				continue
+			}
+			for _, imp := range p.Imports {
+				for _, f := range r.forbidden {
+					if imp == module+"/"+f {
+						t.Errorf("%s imports %s: %s", rel, f, r.why)
+					}
+				}
+			}
+		}
+	}
 }
 
 func TestDependencyRules(t *testing.T) {

@@ -28,7 +28,9 @@ type memEngine struct {
 	avail map[chunker.Digest][]byte // what a pull can fetch
 }
 
-func (e *memEngine) Info() ctlwire.NodeInfo { return ctlwire.NodeInfo{PeerID: "12D3KooWtest", Role: "peer"} }
+func (e *memEngine) Info() ctlwire.NodeInfo {
+	return ctlwire.NodeInfo{PeerID: "12D3KooWtest", Role: "peer"}
+}
 
 func (e *memEngine) Pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error) {
 	e.mu.Lock()

@@ -83,8 +83,8 @@ func (r FailReason) String() string {
 	return "FailReason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// RequestFailed: Peer rejected the request for chunk Index. Failures count
-// towards Config.OriginAfterFailures.
+// RequestFailed: Peer rejected the request for chunk Index. Failures at
+// peers (not at fallback origins) count towards Config.OriginAfterFailures.
 type RequestFailed struct {
 	Peer   string
 	Index  int

@@ -581,8 +581,15 @@ func (s *Scheduler) hold(i int32) {
 }
 
 // penalize records a failed attempt at chunk i (by p, if known), avoiding p
-// for it from now on if exclude is set.
+// for it from now on if exclude is set. Attempts that failed at a fallback
+// origin do not count: failures make a chunk eligible for (and under
+// OriginFallback reserved for) origins, so counting an origin's own busy
+// answers and timeouts would send more of the swarm to the origin exactly
+// when it is overloaded.
 func (s *Scheduler) penalize(i int32, p *peer, exclude bool) {
+	if p != nil && p.fallback {
+		return
+	}
 	c := &s.chunks[i]
 	if c.fails < math.MaxUint16 {
 		c.fails++

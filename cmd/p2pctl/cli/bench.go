@@ -21,7 +21,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Short: "Measure p2pd's components on this machine",
 		Long:  "bench runs reproducible measurements. Figures go in docs/benchmarks.md with the command that produced them.",
 	}
-	cmd.AddCommand(newBenchChunkerCmd(g))
+	cmd.AddCommand(newBenchChunkerCmd(g), newBenchTransferCmd(g))
 	return cmd
 }
 

@@ -53,7 +53,7 @@ Exit codes: 0 clean stop, 1 failure, 2 bad flags or config.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newTrackerCmd(stderr))
+	root.AddCommand(newTrackerCmd(stderr), newOriginCmd(stderr), newPeerCmd(stderr), newDevCmd(stdout, stderr))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK

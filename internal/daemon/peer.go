@@ -1,0 +1,233 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/wire/ctlwire"
+	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/control"
+	"github.com/p2pd/p2pd/peer/store"
+	"github.com/p2pd/p2pd/tracker/trackerclient"
+)
+
+// Defaults shared by the roles that run a peer engine.
+const (
+	DefaultTrackerURL    = "http://" + DefaultTrackerListen
+	DefaultControlListen = "127.0.0.1:7402"
+)
+
+// NodeConfig is what the peer and origin roles share: where their data
+// lives, which tracker they use, and their peer engine and store.
+type NodeConfig struct {
+	// DataDir holds the chunk store and the identity key.
+	DataDir string `yaml:"data_dir"`
+	// Tracker is the tracker's base URL.
+	Tracker string       `yaml:"tracker"`
+	Peer    peer.Config  `yaml:"peer"`
+	Store   store.Config `yaml:"store"`
+	Log     LogConfig    `yaml:"log"`
+}
+
+func (c NodeConfig) withDefaults(role trackerwire.Role) NodeConfig {
+	if c.Tracker == "" {
+		c.Tracker = DefaultTrackerURL
+	}
+	c.Peer.Role = role
+	c.Peer = c.Peer.WithDefaults()
+	if c.Store == (store.Config{}) {
+		c.Store = store.DefaultConfig("")
+	}
+	c.Store.Dir = filepath.Join(c.DataDir, "store")
+	return c
+}
+
+func (c NodeConfig) validate() error {
+	if c.DataDir == "" {
+		return errors.New("data_dir is required")
+	}
+	if err := c.Peer.Validate(); err != nil {
+		return err
+	}
+	return c.Log.Validate()
+}
+
+// engineStack is a store, a tracker client and a peer engine, started.
+type engineStack struct {
+	store  *store.Store
+	engine *peer.Engine
+	tc     *trackerclient.Client
+	reg    *prometheus.Registry
+	tcURL  string
+}
+
+func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineStack, error) {
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(c.Store, store.WithLogger(lg.With("component", "store")))
+	if err != nil {
+		return nil, err
+	}
+	tc, err := trackerclient.New(c.Tracker)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	reg := newRegistry()
+	eng, err := peer.New(c.Peer, peer.Deps{Store: st, Tracker: tc, Logger: lg.With("component", "peer"), Registry: reg})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := eng.Start(ctx); err != nil {
+		eng.Close(context.WithoutCancel(ctx))
+		st.Close()
+		return nil, err
+	}
+	lg.Info("peer engine started", "peer_id", eng.ID(), "addrs", eng.Addrs(), "tracker", c.Tracker)
+	return &engineStack{store: st, engine: eng, tc: tc, reg: reg, tcURL: c.Tracker}, nil
+}
+
+// close stops the engine (finishing or discarding chunk writes in flight)
+// and then closes the store.
+func (s *engineStack) close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := s.engine.Close(ctx)
+	s.tc.CloseIdleConnections()
+	return errors.Join(err, s.store.Close())
+}
+
+// PeerConfig is the YAML configuration of `p2pd peer`.
+type PeerConfig struct {
+	NodeConfig `yaml:",inline"`
+	// Control is the local control API's address for p2pctl: a loopback
+	// host:port, or unix:/path.
+	Control string `yaml:"control"`
+}
+
+// WithDefaults fills zero fields.
+func (c PeerConfig) WithDefaults() PeerConfig {
+	c.NodeConfig = c.NodeConfig.withDefaults(trackerwire.RolePeer)
+	if c.Control == "" {
+		c.Control = DefaultControlListen
+	}
+	return c
+}
+
+// Validate reports why c cannot run.
+func (c PeerConfig) Validate() error { return c.NodeConfig.validate() }
+
+// RunPeer starts a peer daemon: store, engine and control API. Its control
+// address is Node.Addrs["control"]; its libp2p addresses Node.Addrs["p2p"].
+func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	lg = lg.With("role", "peer")
+	ln, err := control.Listen(cfg.Control)
+	if err != nil {
+		return nil, err
+	}
+	es, err := startEngine(ctx, cfg.NodeConfig, lg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	n := newNode("peer", cancel)
+	n.Addrs["control"] = ln.Addr().String()
+	if ln.Addr().Network() == "unix" {
+		n.Addrs["control"] = "unix:" + ln.Addr().String()
+	}
+	n.Addrs["p2p"] = es.engine.Addrs()[0]
+	ctl := control.New(engineAdapter{es}, es.reg, lg)
+	n.run(ctx, func(ctx context.Context) error {
+		err := ctl.Serve(ctx, ln)
+		return errors.Join(err, es.close(ctx))
+	})
+	return n, nil
+}
+
+// engineAdapter presents the peer engine to the control API.
+type engineAdapter struct{ s *engineStack }
+
+func (a engineAdapter) Info() ctlwire.NodeInfo {
+	e := a.s.engine
+	return ctlwire.NodeInfo{PeerID: e.ID(), Addrs: e.Addrs(), Role: string(e.Config().Role), Tracker: a.s.tcURL}
+}
+
+func blobOf(b peer.BlobInfo) ctlwire.Blob {
+	return ctlwire.Blob{Digest: b.Blob, ManifestID: b.ManifestID, Size: b.Size, Chunks: b.Chunks, Have: b.Have, Complete: b.Complete, Seeding: b.Seeding}
+}
+
+func notFound(err error) error {
+	if errors.Is(err, peer.ErrNotFound) {
+		return fmt.Errorf("%w: %w", control.ErrNotFound, err)
+	}
+	return err
+}
+
+func (a engineAdapter) Pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error) {
+	start := time.Now()
+	var last peer.Progress
+	_, err := a.s.engine.Pull(ctx, d, peer.PullOptions{Progress: func(p peer.Progress) {
+		last = p
+		progress(ctlwire.Progress{Have: p.Have, Total: p.Total, Bytes: p.Bytes, Size: p.Size,
+			BytesFromPeers: p.BytesFromPeers, BytesFromOrigins: p.BytesFromOrigins, Peers: p.Peers})
+	}})
+	if err != nil {
+		return ctlwire.Blob{}, notFound(err)
+	}
+	info, err := a.s.engine.Status(d)
+	if err != nil {
+		return ctlwire.Blob{}, notFound(err)
+	}
+	b := blobOf(info)
+	b.Elapsed = time.Since(start)
+	b.BytesFromPeers, b.BytesFromOrigins = last.BytesFromPeers, last.BytesFromOrigins
+	return b, nil
+}
+
+func (a engineAdapter) Blobs() []ctlwire.Blob {
+	var out []ctlwire.Blob
+	for _, b := range a.s.engine.Blobs() {
+		out = append(out, blobOf(b))
+	}
+	return out
+}
+
+func (a engineAdapter) Remove(ctx context.Context, d chunker.Digest) error {
+	return notFound(a.s.engine.Remove(ctx, d))
+}
+
+func (a engineAdapter) Open(ctx context.Context, d chunker.Digest) (io.ReadSeekCloser, int64, error) {
+	info, err := a.s.engine.Status(d)
+	if err != nil {
+		return nil, 0, notFound(err)
+	}
+	if !info.Complete {
+		return nil, 0, fmt.Errorf("%w: %s is not complete here (%d of %d chunks)", control.ErrNotFound, d, info.Have, info.Chunks)
+	}
+	m, err := a.s.store.Manifest(ctx, info.ManifestID)
+	if err != nil {
+		return nil, 0, notFound(err)
+	}
+	br, err := a.s.store.OpenBlob(ctx, m)
+	if err != nil {
+		return nil, 0, err
+	}
+	return br, br.Size(), nil
+}

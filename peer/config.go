@@ -1,0 +1,177 @@
+package peer
+
+import (
+	"fmt"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/p2pd/p2pd/internal/wire/peerwire"
+	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/peer/sched"
+	"github.com/p2pd/p2pd/tracker/trackerclient"
+)
+
+// Defaults for the zero fields of a Config.
+const (
+	DefaultListenAddr       = "/ip4/127.0.0.1/tcp/0"
+	DefaultIdentityFileName = "identity.key"
+	DefaultMaxConns         = 30
+	DefaultMaxInbound       = 256
+	DefaultUploadSlots      = 64
+	DefaultOriginSlots      = 16
+	DefaultResendWindow     = 2 * time.Second
+	DefaultRequestTimeout   = 10 * time.Second
+	DefaultManifestTimeout  = 30 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultPieceSize        = 256 << 10
+	DefaultPutWorkers       = 8
+	DefaultBanDuration      = time.Hour
+	DefaultPenaltyThreshold = 3
+	DefaultMaxInflight      = 8
+)
+
+// Config configures an Engine. The zero value of every field selects its
+// default; WithDefaults spells them out.
+type Config struct {
+	// ListenAddrs are the multiaddrs the host listens on (default
+	// /ip4/127.0.0.1/tcp/0). A port of 0 picks a free one; Engine.Addrs
+	// tells which.
+	ListenAddrs []string `yaml:"listen_addrs"`
+	// EnableQUIC adds the QUIC transport (UDP) next to TCP. The listen
+	// addresses must then include a /quic-v1 one to accept QUIC.
+	EnableQUIC bool `yaml:"enable_quic"`
+	// IdentityFile holds the host's private key, created on first start,
+	// so that the peer ID survives restarts. Default: identity.key in the
+	// store's directory.
+	IdentityFile string `yaml:"identity_file"`
+	// Role is what the engine announces itself as: "peer" (default) or
+	// "origin", a seeder of last resort.
+	Role trackerwire.Role `yaml:"role"`
+	// Zone and Rack are topology labels sent to the tracker, which prefers
+	// handing out peers that share them.
+	Zone string `yaml:"zone"`
+	Rack string `yaml:"rack"`
+	// MaxConns caps the peers the engine dials (default 30); MaxInbound
+	// caps the peers that may dial it (default 256).
+	MaxConns   int `yaml:"max_conns"`
+	MaxInbound int `yaml:"max_inbound"`
+	// UploadSlots caps the chunk requests served at once, over all peers
+	// (default 64, 16 for an origin). A request beyond it is answered
+	// Reject{Busy}, and the requester backs off. An origin's few slots
+	// keep a flash crowd from fetching the same chunks from it at once:
+	// the requests it turns away go to peers instead.
+	UploadSlots int `yaml:"upload_slots"`
+	// ResendWindow: within this time of sending a chunk to one peer, a
+	// request for it from another peer is answered Reject{Busy}, so that
+	// the second peer fetches it from the first once that one announces
+	// it. It keeps a flash crowd from fetching the same chunks from an
+	// origin at once. Default 2s for an origin, 0 (off) for a peer; a
+	// negative value turns it off.
+	ResendWindow time.Duration `yaml:"resend_window"`
+	// UploadRate and DownloadRate cap the chunk bytes per second sent to,
+	// and read from, each peer. 0 means unlimited.
+	UploadRate   int64 `yaml:"upload_rate"`
+	DownloadRate int64 `yaml:"download_rate"`
+	// RequestTimeout is how long a chunk or manifest request may stay
+	// unanswered before it is retried elsewhere (default 10s). It sets
+	// Sched.RequestTimeout unless that is set.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ManifestTimeout bounds how long Pull looks for a blob's manifest
+	// before failing with ErrNotFound (default 30s).
+	ManifestTimeout time.Duration `yaml:"manifest_timeout"`
+	// DialTimeout bounds connecting to a peer and the protocol handshake
+	// (default 10s).
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// PieceSize is the payload of each Data frame sent (default 256 KiB,
+	// at most 1 MiB).
+	PieceSize int `yaml:"piece_size"`
+	// PutWorkers is how many received chunks are verified and written to
+	// the store at once (default 8). The store fsyncs every chunk, so
+	// writes in parallel are what keeps a fast download going.
+	PutWorkers int `yaml:"put_workers"`
+	// BanDuration is how long a banned peer is refused (default 1h).
+	BanDuration time.Duration `yaml:"ban_duration"`
+	// PenaltyThreshold is how many protocol violations (malformed or
+	// oversized frames, ...) get a peer banned (default 3).
+	PenaltyThreshold int `yaml:"penalty_threshold"`
+	// Sched tunes the download scheduler. MaxInflightPerPeer defaults to
+	// 8 here (the scheduler's own default is 4).
+	Sched sched.Config `yaml:"sched"`
+	// Announce tunes the tracker announcers.
+	Announce trackerclient.AnnouncerConfig `yaml:"announce"`
+}
+
+// WithDefaults returns c with zero fields replaced by their defaults.
+// IdentityFile stays empty: New fills it from the store's directory.
+func (c Config) WithDefaults() Config {
+	if len(c.ListenAddrs) == 0 {
+		c.ListenAddrs = []string{DefaultListenAddr}
+	}
+	if c.Role == "" {
+		c.Role = trackerwire.RolePeer
+	}
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setInt(&c.MaxConns, DefaultMaxConns)
+	setInt(&c.MaxInbound, DefaultMaxInbound)
+	if c.Role == trackerwire.RoleOrigin {
+		setInt(&c.UploadSlots, DefaultOriginSlots)
+		setDur(&c.ResendWindow, DefaultResendWindow)
+	}
+	setInt(&c.UploadSlots, DefaultUploadSlots)
+	setInt(&c.PieceSize, DefaultPieceSize)
+	setInt(&c.PutWorkers, DefaultPutWorkers)
+	setInt(&c.PenaltyThreshold, DefaultPenaltyThreshold)
+	setInt(&c.Sched.MaxInflightPerPeer, DefaultMaxInflight)
+	setDur(&c.RequestTimeout, DefaultRequestTimeout)
+	setDur(&c.ManifestTimeout, DefaultManifestTimeout)
+	setDur(&c.DialTimeout, DefaultDialTimeout)
+	setDur(&c.BanDuration, DefaultBanDuration)
+	setDur(&c.Sched.RequestTimeout, c.RequestTimeout)
+	c.Announce = c.Announce.WithDefaults()
+	return c
+}
+
+// Validate reports why c (after defaults) cannot be used, wrapping
+// ErrBadConfig.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, a...)...)
+	}
+	for _, a := range c.ListenAddrs {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return bad("listen address %q: %v", a, err)
+		}
+	}
+	switch {
+	case !c.Role.Valid():
+		return bad("role %q: want %q or %q", c.Role, trackerwire.RolePeer, trackerwire.RoleOrigin)
+	case len(c.Zone) > trackerwire.MaxLabelLen || len(c.Rack) > trackerwire.MaxLabelLen:
+		return bad("zone and rack are at most %d bytes", trackerwire.MaxLabelLen)
+	case c.MaxConns < 0, c.MaxInbound < 0, c.UploadSlots < 0, c.PutWorkers < 0, c.PenaltyThreshold < 0:
+		return bad("max_conns, max_inbound, upload_slots, put_workers and penalty_threshold must not be negative")
+	case c.UploadRate < 0 || c.DownloadRate < 0:
+		return bad("upload_rate %d and download_rate %d must not be negative (0 is unlimited)", c.UploadRate, c.DownloadRate)
+	case c.PieceSize < 0 || c.PieceSize > peerwire.MaxDataPayload:
+		return bad("piece_size %d is outside 1..%d", c.PieceSize, peerwire.MaxDataPayload)
+	case c.RequestTimeout < 0, c.ManifestTimeout < 0, c.DialTimeout < 0, c.BanDuration < 0:
+		return bad("timeouts and durations must not be negative")
+	}
+	if err := c.Sched.Validate(); err != nil {
+		return fmt.Errorf("%w: sched: %w", ErrBadConfig, err)
+	}
+	if err := c.Announce.Validate(); err != nil {
+		return fmt.Errorf("%w: announce: %w", ErrBadConfig, err)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package peer_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/clock"
+	"github.com/p2pd/p2pd/internal/wire/peerwire"
+	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/peertest"
+)
+
+// With one upload slot, requests beyond it are refused as Busy, and the
+// downloads still complete.
+func TestUploadSlots(t *testing.T) {
+	tr := startTracker(t)
+	c := peertest.NewCluster(t, tr, peertest.ClusterOptions{Peers: 2, Config: func(name string, cfg *peer.Config) {
+		if name == "origin" {
+			cfg.UploadSlots = 1
+			cfg.ResendWindow = -1 // count only the slots' refusals
+		}
+		cfg.Sched.BusyBackoff = 20 * time.Millisecond
+		cfg.Sched.MaxInflightPerPeer = 4
+	}})
+	data := chunkertest.Bytes(11, 1<<20)
+	m := peertest.SeedBlob(t, c.Origin, bytes.NewReader(data), peertest.SmallChunks)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var g errgroup.Group
+	for _, n := range c.Peers {
+		g.Go(func() error {
+			_, err := n.Engine.Pull(ctx, m.Digest, peer.PullOptions{})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Peers {
+		verifyCopy(t, n, m, data)
+	}
+	busy := c.Origin.Stats().UploadBusy
+	if busy == 0 {
+		t.Errorf("no request was refused for want of a slot")
+	}
+	if got := metricValue(t, c.Origin.Registry, "p2pd_peer_upload_busy_total"); got != float64(busy) {
+		t.Errorf("upload_busy metric %v, stats %d", got, busy)
+	}
+}
+
+// The per-peer upload rate limit is consulted for every piece: with a
+// cap well below the transfer, it holds uploads back.
+func TestUploadRateLimit(t *testing.T) {
+	tr := startTracker(t)
+	c := peertest.NewCluster(t, tr, peertest.ClusterOptions{Peers: 1, Config: func(name string, cfg *peer.Config) {
+		if name == "origin" {
+			cfg.UploadRate = 2 << 20
+			cfg.PieceSize = 64 << 10
+		}
+	}})
+	data := chunkertest.Bytes(12, 1<<20)
+	m := peertest.SeedBlob(t, c.Origin, bytes.NewReader(data), peertest.SmallChunks)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.Peers[0].Engine.Pull(ctx, m.Digest, peer.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Origin.Stats()
+	if st.UploadRateDelay == 0 {
+		t.Errorf("the upload rate limit never held an upload back")
+	}
+	if got := metricValue(t, c.Origin.Registry, "p2pd_peer_rate_limit_delay_seconds_total", "direction", "upload"); got <= 0 {
+		t.Errorf("rate limit delay metric %v", got)
+	}
+	if c.Peers[0].Stats().DownloadRateDelay != 0 {
+		t.Errorf("the unlimited downloader was held back")
+	}
+}
+
+// Within the resend window an origin sends a chunk to one peer only;
+// others are told Busy and fetch it from that peer.
+func TestResendWindow(t *testing.T) {
+	tr := startTracker(t)
+	clk := clock.NewFake(time.Now())
+	cfg := peertest.TestConfig()
+	cfg.Role = trackerwire.RoleOrigin
+	cfg.ResendWindow = 10 * time.Second
+	n := peertest.NewNode(t, "origin", tr, cfg)
+	n.Clock = clk
+	n.Start()
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(18, 256<<10)), peertest.SmallChunks)
+	c := m.Chunks[0]
+
+	type conn struct {
+		s   network.Stream
+		dec *peerwire.Decoder
+		req uint32
+	}
+	dial := func() *conn {
+		h := rawHost(t)
+		s, dec := rawStream(t, h, n)
+		hello(t, h, s, dec)
+		return &conn{s: s, dec: dec}
+	}
+	// ask requests chunk c and returns the answer's type.
+	ask := func(cn *conn) peerwire.Type {
+		t.Helper()
+		cn.req++
+		if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c.Digest}); err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for {
+			msg, err := cn.dec.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case peerwire.Reject:
+				return m.Type()
+			case peerwire.Data:
+				if got += len(m.Payload); got == int(c.Size) {
+					return m.Type()
+				}
+			}
+		}
+	}
+	x, y := dial(), dial()
+	if got := ask(x); got != peerwire.TypeData {
+		t.Fatalf("first request answered with %s", got)
+	}
+	if got := ask(y); got != peerwire.TypeReject {
+		t.Fatalf("a second peer within the window got %s, want Reject", got)
+	}
+	if got := ask(x); got != peerwire.TypeData {
+		t.Fatalf("the same peer asking again got %s, want Data", got)
+	}
+	clk.Advance(11 * time.Second)
+	if got := ask(y); got != peerwire.TypeData {
+		t.Fatalf("after the window the second peer got %s, want Data", got)
+	}
+	if got := n.Stats().UploadDeferred; got != 1 {
+		t.Errorf("%d requests deferred, want 1", got)
+	}
+	if got := metricValue(t, n.Registry, "p2pd_peer_upload_deferred_total"); got != 1 {
+		t.Errorf("upload_deferred metric %v, want 1", got)
+	}
+}

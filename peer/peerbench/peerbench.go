@@ -1,0 +1,337 @@
+// Package peerbench measures the peer data plane: one engine pulls a
+// generated blob from another over loopback, through the real stack
+// (libp2p TCP + TLS 1.3 + yamux, the chunk protocol, SHA-256 verification
+// of every chunk, fsynced writes into a real store, and the final check of
+// the whole blob), and the same run measures a bare libp2p stream on the
+// same transport stack, as the ceiling the data plane is compared with.
+// `p2pctl bench transfer` prints its Result.
+package peerbench
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/procstat"
+	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/store"
+	"github.com/p2pd/p2pd/tracker/trackerclient"
+)
+
+// DefaultSize is the blob size when Options.Size is 0.
+const DefaultSize = 256 << 20
+
+// Options configure a run. The zero value is usable.
+type Options struct {
+	// Size is the blob's size in bytes (default 256 MiB).
+	Size int64
+	// Seed selects the generated blob (chunkertest.NewStream).
+	Seed uint64
+	// Chunker sets the chunk sizes (default: the chunker's defaults).
+	Chunker chunker.Config
+	// Dir is where the two stores' temporary directories go (default
+	// os.TempDir()). Both are removed at the end. Its file system matters:
+	// every chunk is fsynced.
+	Dir string
+	// Engine adjusts both engines' configuration (listen addresses are
+	// loopback whatever it says).
+	Engine peer.Config
+	// Logger receives the engines' logs (default: discarded).
+	Logger *slog.Logger
+	// SkipRaw skips the raw stream measurement.
+	SkipRaw bool
+}
+
+// Result is what a run measured.
+type Result struct {
+	Size   int64 `json:"size"`
+	Chunks int   `json:"chunks"`
+	// SetupSeconds is the time to chunk the generated blob into the
+	// seeder's store (not part of the transfer).
+	SetupSeconds float64 `json:"setup_seconds"`
+	// TransferSeconds is the time of the Pull, from the call to its
+	// return: manifest lookup, every chunk fetched, verified and stored,
+	// the blob read back and checked, the manifest pinned.
+	TransferSeconds float64 `json:"transfer_seconds"`
+	TransferMBps    float64 `json:"transfer_mbps"`
+	// TransferCPUSeconds is the CPU time of the whole process (both
+	// engines) during the Pull.
+	TransferCPUSeconds float64 `json:"transfer_cpu_seconds"`
+	// PeakRSSBytes is the process's peak resident memory during the Pull
+	// (both engines), where the kernel lets the peak be reset; otherwise
+	// the peak since the process started.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// RawStreamSeconds and RawStreamMBps: Size bytes written and read on
+	// one libp2p stream between two hosts built like the engines' hosts.
+	RawStreamSeconds float64 `json:"raw_stream_seconds"`
+	RawStreamMBps    float64 `json:"raw_stream_mbps"`
+	// Ratio is TransferMBps / RawStreamMBps.
+	Ratio float64 `json:"ratio"`
+	// Dir is the directory the stores were in.
+	Dir   string `json:"dir"`
+	Procs int    `json:"procs"`
+}
+
+// Run performs one measurement.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Size <= 0 {
+		o.Size = DefaultSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	parent := o.Dir
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	tmp, err := os.MkdirTemp(parent, "p2pd-bench-")
+	if err != nil {
+		return Result{}, fmt.Errorf("peerbench: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	res := Result{Size: o.Size, Dir: parent, Procs: runtime.GOMAXPROCS(0)}
+	if err := transfer(ctx, o, tmp, &res); err != nil {
+		return res, err
+	}
+	if !o.SkipRaw {
+		if err := rawStream(ctx, o, &res); err != nil {
+			return res, err
+		}
+		if res.RawStreamMBps > 0 {
+			res.Ratio = res.TransferMBps / res.RawStreamMBps
+		}
+	}
+	return res, nil
+}
+
+// node is an engine with its store.
+type node struct {
+	st *store.Store
+	e  *peer.Engine
+}
+
+func startNode(ctx context.Context, o Options, dir string, role trackerwire.Role, tr peer.Tracker, name string) (*node, error) {
+	st, err := store.Open(store.DefaultConfig(dir))
+	if err != nil {
+		return nil, err
+	}
+	cfg := o.Engine
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Role = role
+	e, err := peer.New(cfg, peer.Deps{Store: st, Tracker: tr, Logger: o.Logger.With("node", name)})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := e.Start(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &node{st: st, e: e}, nil
+}
+
+func (n *node) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return errors.Join(n.e.Close(ctx), n.st.Close())
+}
+
+func transfer(ctx context.Context, o Options, tmp string, res *Result) (err error) {
+	tr := newMemTracker()
+	seeder, err := startNode(ctx, o, filepath.Join(tmp, "seeder"), trackerwire.RoleOrigin, tr, "seeder")
+	if err != nil {
+		return fmt.Errorf("peerbench: seeder: %w", err)
+	}
+	defer func() { err = errors.Join(err, seeder.close()) }()
+
+	start := time.Now()
+	c, err := chunker.New(o.Chunker)
+	if err != nil {
+		return fmt.Errorf("peerbench: %w", err)
+	}
+	m, err := c.Split(ctx, chunkertest.NewStream(o.Seed, o.Size), func(ch chunker.Chunk, b []byte) error {
+		return seeder.st.Put(ctx, ch.Digest, b)
+	})
+	if err != nil {
+		return fmt.Errorf("peerbench: chunk the blob: %w", err)
+	}
+	if err := seeder.e.Seed(ctx, m); err != nil {
+		return fmt.Errorf("peerbench: %w", err)
+	}
+	res.SetupSeconds = time.Since(start).Seconds()
+	res.Chunks = len(m.Chunks)
+
+	puller, err := startNode(ctx, o, filepath.Join(tmp, "puller"), trackerwire.RolePeer, tr, "puller")
+	if err != nil {
+		return fmt.Errorf("peerbench: puller: %w", err)
+	}
+	defer func() { err = errors.Join(err, puller.close()) }()
+
+	runtime.GC()
+	resetPeakRSS()
+	cpu0 := procstat.CPUTime()
+	start = time.Now()
+	got, err := puller.e.Pull(ctx, m.Digest, peer.PullOptions{})
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("peerbench: pull: %w", err)
+	}
+	res.TransferCPUSeconds = (procstat.CPUTime() - cpu0).Seconds()
+	res.PeakRSSBytes, _ = procstat.PeakRSS()
+	if !got.Equal(m) {
+		return errors.New("peerbench: the pulled manifest differs from the seeded one")
+	}
+	res.TransferSeconds = took.Seconds()
+	res.TransferMBps = float64(o.Size) / took.Seconds() / 1e6
+	return nil
+}
+
+// resetPeakRSS asks Linux to restart the VmHWM peak from the current RSS.
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// rawProtocol is the benchmark's own protocol on the raw hosts.
+const rawProtocol = "/p2pd/bench-raw/1.0.0"
+
+// rawStream writes Size bytes on one stream between two fresh hosts with
+// the engines' transport stack and times it until the reader has them all.
+func rawStream(ctx context.Context, o Options, res *Result) error {
+	cfg := o.Engine
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	k1, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return err
+	}
+	k2, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return err
+	}
+	src, err := peer.NewHost(cfg, k1)
+	if err != nil {
+		return fmt.Errorf("peerbench: raw host: %w", err)
+	}
+	defer src.Close()
+	dst, err := peer.NewHost(cfg, k2)
+	if err != nil {
+		return fmt.Errorf("peerbench: raw host: %w", err)
+	}
+	defer dst.Close()
+
+	type result struct {
+		n   int64
+		err error
+	}
+	got := make(chan result, 1)
+	var once sync.Once
+	dst.SetStreamHandler(rawProtocol, func(s network.Stream) {
+		buf := make([]byte, 1<<20)
+		n, err := io.CopyBuffer(io.Discard, s, buf)
+		s.Close()
+		once.Do(func() { got <- result{n, err} })
+	})
+	if err := src.Connect(ctx, lpeer.AddrInfo{ID: dst.ID(), Addrs: dst.Addrs()}); err != nil {
+		return fmt.Errorf("peerbench: raw connect: %w", err)
+	}
+	s, err := src.NewStream(ctx, dst.ID(), rawProtocol)
+	if err != nil {
+		return fmt.Errorf("peerbench: raw stream: %w", err)
+	}
+	defer s.Reset()
+	buf := make([]byte, 1<<20)
+	gen := chunkertest.NewStream(o.Seed, o.Size)
+	start := time.Now()
+	for left := o.Size; left > 0; {
+		b := buf[:min(int64(len(buf)), left)]
+		gen.Read(b) // generating costs little next to TLS; it stands in for reading the data
+		if _, err := s.Write(b); err != nil {
+			return fmt.Errorf("peerbench: raw write: %w", err)
+		}
+		left -= int64(len(b))
+	}
+	if err := s.CloseWrite(); err != nil {
+		return fmt.Errorf("peerbench: raw close: %w", err)
+	}
+	var r result
+	select {
+	case r = <-got:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	took := time.Since(start)
+	if r.err != nil || r.n != o.Size {
+		return fmt.Errorf("peerbench: raw stream delivered %d of %d bytes: %v", r.n, o.Size, r.err)
+	}
+	res.RawStreamSeconds = took.Seconds()
+	res.RawStreamMBps = float64(o.Size) / took.Seconds() / 1e6
+	return nil
+}
+
+// memTracker is an in-memory tracker: it hands every announcer the other
+// peers of the blob.
+type memTracker struct {
+	mu     sync.Mutex
+	swarms map[chunker.Digest]*memSwarm
+}
+
+type memSwarm struct {
+	n     uint32
+	peers map[string]trackerwire.PeerInfo
+}
+
+func newMemTracker() *memTracker { return &memTracker{swarms: make(map[chunker.Digest]*memSwarm)} }
+
+func (t *memTracker) Announce(_ context.Context, req *trackerwire.AnnounceRequest) (*trackerwire.AnnounceResponse, error) {
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", trackerclient.ErrBadRequest, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sw := t.swarms[req.Blob]
+	if req.Event == trackerwire.EventStopped {
+		if sw != nil {
+			delete(sw.peers, req.PeerID)
+		}
+		return &trackerwire.AnnounceResponse{Interval: 1}, nil
+	}
+	if sw == nil {
+		sw = &memSwarm{n: req.NumChunks, peers: make(map[string]trackerwire.PeerInfo)}
+		t.swarms[req.Blob] = sw
+	}
+	if sw.n != req.NumChunks {
+		return nil, fmt.Errorf("%w: swarm has %d chunks, announce says %d", trackerclient.ErrConflict, sw.n, req.NumChunks)
+	}
+	sw.peers[req.PeerID] = trackerwire.PeerInfo{PeerID: req.PeerID, Addrs: req.Addrs, Role: req.Role, Complete: req.Complete}
+	resp := &trackerwire.AnnounceResponse{Interval: 1}
+	for id, p := range sw.peers {
+		if id != req.PeerID {
+			resp.Peers = append(resp.Peers, p)
+		}
+	}
+	return resp, nil
+}
+
+func (t *memTracker) Swarm(_ context.Context, blob chunker.Digest) (*trackerwire.SwarmStatus, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sw := t.swarms[blob]
+	if sw == nil || len(sw.peers) == 0 {
+		return nil, fmt.Errorf("%w: no swarm for %s", trackerclient.ErrNotFound, blob)
+	}
+	return &trackerwire.SwarmStatus{Blob: blob, NumChunks: sw.n}, nil
+}
