@@ -74,7 +74,7 @@ Config (YAML, all optional but data_dir):
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := daemon.OriginConfig{NodeConfig: daemon.NodeConfig{Store: store.DefaultConfig("")}}
-			if err := loadConfig(cmd, cfgPath, &cfg); err != nil {
+			if err := loadConfig(cfgPath, &cfg); err != nil {
 				return err
 			}
 			nf.apply(cmd, &cfg.NodeConfig)
@@ -123,7 +123,7 @@ Config (YAML, all optional but data_dir):
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := daemon.PeerConfig{NodeConfig: daemon.NodeConfig{Store: store.DefaultConfig("")}}
-			if err := loadConfig(cmd, cfgPath, &cfg); err != nil {
+			if err := loadConfig(cfgPath, &cfg); err != nil {
 				return err
 			}
 			nf.apply(cmd, &cfg.NodeConfig)
@@ -176,7 +176,7 @@ any copy failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dataDir := cfg.DataDir
-			if err := loadConfig(cmd, cfgPath, &cfg); err != nil {
+			if err := loadConfig(cfgPath, &cfg); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("peers") || cfg.Peers == 0 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/daemon"
@@ -67,15 +66,13 @@ Exit codes: 0 clean stop, 1 failure, 2 bad flags or config.`,
 }
 
 // loadConfig fills dst from the --config file; flags are applied after.
-func loadConfig(cmd *cobra.Command, path string, dst any) error {
+func loadConfig(path string, dst any) error {
 	if err := config.LoadFile(path, dst); err != nil {
 		return usageError{err}
 	}
 	return nil
 }
 
-// changed reports whether the flag was set on the command line.
-func changed(fs *pflag.FlagSet, name string) bool { return fs.Changed(name) }
 
 // wait blocks until the node stops, by itself or because ctx ended
 // (a signal), and then closes it gracefully.
@@ -114,10 +111,10 @@ Config (YAML, all optional):
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			listen := cfg.Listen
-			if err := loadConfig(cmd, cfgPath, &cfg); err != nil {
+			if err := loadConfig(cfgPath, &cfg); err != nil {
 				return err
 			}
-			if changed(cmd.Flags(), "listen") {
+			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
 			}
 			if err := cfg.WithDefaults().Validate(); err != nil {
