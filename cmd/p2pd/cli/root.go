@@ -73,7 +73,6 @@ func loadConfig(path string, dst any) error {
 	return nil
 }
 
-
 // wait blocks until the node stops, by itself or because ctx ended
 // (a signal), and then closes it gracefully.
 func wait(ctx context.Context, n *daemon.Node) error {
