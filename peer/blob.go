@@ -202,6 +202,16 @@ func (b *blob) completeManifest() *chunker.Manifest {
 	return b.m
 }
 
+// completeManifestID returns the manifest's ID if the blob is complete.
+func (b *blob) completeManifestID() chunker.Digest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.complete {
+		return chunker.Digest{}
+	}
+	return b.id
+}
+
 func (b *blob) isComplete() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -326,9 +336,15 @@ func (e *Engine) startAnnouncerLocked(b *blob) error {
 	if e.state != stateStarted {
 		return ErrClosed
 	}
-	a, err := trackerclient.NewAnnouncer(trackerclient.Identity{
+	id := trackerclient.Identity{
 		Blob: b.digest, PeerID: e.selfID, Role: e.cfg.Role, Zone: e.cfg.Zone, Rack: e.cfg.Rack,
-	}, e.cfg.Announce, trackerclient.AnnouncerDeps{
+	}
+	if e.cfg.Role == trackerwire.RoleOrigin {
+		// An origin made the manifest from the bytes it was pushed; the
+		// tracker passes its ID on to pullers (download.verify).
+		id.Manifest = b.completeManifestID()
+	}
+	a, err := trackerclient.NewAnnouncer(id, e.cfg.Announce, trackerclient.AnnouncerDeps{
 		Client: e.tracker,
 		State:  b.announceState,
 		OnResponse: func(_ context.Context, resp *trackerwire.AnnounceResponse) {

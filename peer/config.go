@@ -95,6 +95,13 @@ type Config struct {
 	// PenaltyThreshold is how many protocol violations (malformed or
 	// oversized frames, ...) get a peer banned (default 3).
 	PenaltyThreshold int `yaml:"penalty_threshold"`
+	// FullVerify makes every pull read the assembled blob back and hash
+	// it, even when the tracker vouches for its manifest. By default a
+	// pull whose manifest ID matches the one the swarm's origins
+	// announced trusts the manifest (the origin made it from the pushed
+	// bytes), so the per-chunk SHA-256 checks suffice; a manifest nobody
+	// vouched for is always checked against the blob digest.
+	FullVerify bool `yaml:"full_verify"`
 	// Sched tunes the download scheduler. MaxInflightPerPeer defaults to
 	// 8 here (the scheduler's own default is 4).
 	Sched sched.Config `yaml:"sched"`

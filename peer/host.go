@@ -45,7 +45,7 @@ func TransportOptions(enableQUIC bool) libp2p.Option {
 // resource manager with ResourceLimits, and none of libp2p's discovery or
 // relaying (no mDNS, no DHT, no relay, no NAT port mapping, no libp2p
 // metrics on the global Prometheus registry). The caller owns the host and
-// closes it. peerbench uses it to measure raw streams on the same stack.
+// closes it. testbed/transferbench uses it to measure raw streams on the same stack.
 func NewHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 	cfg = cfg.WithDefaults()
 	mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(ResourceLimits()))

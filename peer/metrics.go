@@ -73,6 +73,7 @@ type metrics struct {
 	busy         prometheus.Counter
 	deferred     prometheus.Counter
 	pullDuration prometheus.Histogram
+	pullChecks   *prometheus.CounterVec
 
 	// Mirrors of the counters for Stats.
 	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred atomic.Uint64
@@ -131,6 +132,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Duration of successful downloads, manifest lookup and verification included.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16),
 		}),
+		pullChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_peer_pulls_verified_total",
+			Help: "Completed pulls by how the blob was bound to its digest: manifest (the origins vouched for the manifest via the tracker) or blob (read back and hashed whole).",
+		}, []string{"by"}),
 	}
 	m.dlPeer = m.downloaded.WithLabelValues(sourcePeer)
 	m.dlOrigin = m.downloaded.WithLabelValues(sourceOrigin)
@@ -142,7 +147,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.downloaded, m.uploaded, m.verified, m.rejected, m.bans, m.penalties,
-		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.pullDuration,
+		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.pullDuration, m.pullChecks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer: register metrics: %w", err)
@@ -170,6 +175,9 @@ func (m *metrics) chunkVerified()  { m.verified.Inc(); m.nVerified.Add(1) }
 func (m *metrics) chunkRejected()  { m.rejected.Inc(); m.nRejected.Add(1) }
 func (m *metrics) uploadBusy()     { m.busy.Inc(); m.nBusy.Add(1) }
 func (m *metrics) uploadDeferred() { m.deferred.Inc(); m.nDeferred.Add(1) }
+
+// pullVerified counts a pull bound to its digest by "manifest" or "blob".
+func (m *metrics) pullVerified(by string) { m.pullChecks.WithLabelValues(by).Inc() }
 
 func (m *metrics) ban(reason string) {
 	m.bans.WithLabelValues(reason).Inc()

@@ -256,6 +256,7 @@ func (s *Server) handleSwarm(w http.ResponseWriter, r *http.Request) {
 		Peers:            make([]trackerwire.PeerStatus, len(snap.Records)),
 		BytesFromOrigins: snap.UploadedByOrigins,
 		BytesFromPeers:   snap.UploadedByPeers,
+		Manifest:         snap.Manifest,
 	}
 	for i, rec := range snap.Records {
 		st.Peers[i] = trackerwire.PeerStatus{

@@ -65,7 +65,7 @@ var directRules = []struct {
 	forbidden []string
 	why       string
 }{
-	{"cmd/p2pctl", []string{"peer/store", "peer"}, "p2pctl talks to daemons through their clients; only its bench and testbed commands run nodes, through peerbench and testbed"},
+	{"cmd/p2pctl", []string{"peer/store", "peer"}, "p2pctl talks to daemons through their clients; only its bench and testbed commands run nodes, through testbed and testbed/transferbench"},
 }
 
 func TestDirectImports(t *testing.T) {

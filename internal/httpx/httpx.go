@@ -1,6 +1,7 @@
 // Package httpx serves the project's HTTP APIs (tracker, origin, peer
 // control) the same way: hardened server timeouts, graceful shutdown when
-// the context ends, and JSON error bodies.
+// the context ends, and JSON error bodies, which the clients of those APIs
+// read back with DecodeError as an *APIError.
 package httpx
 
 import (

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx"
 	"github.com/p2pd/p2pd/internal/wire/originwire"
 )
 
@@ -43,44 +44,32 @@ var (
 	ErrResponse = errors.New("originclient: bad response")
 )
 
-// APIError is an error answer of the origin.
-type APIError struct {
-	StatusCode int
-	// Code and Message are the origin's ErrorResponse (Code may be empty
-	// if the body was not one).
-	Code    string
-	Message string
-}
+// APIError is an error answer of the origin. Its Kind is the sentinel
+// for its status and code.
+type APIError = httpx.APIError
 
-func (e *APIError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.StatusCode)
-	}
-	if e.Code == "" {
-		return fmt.Sprintf("origin: %d: %s", e.StatusCode, msg)
-	}
-	return fmt.Sprintf("origin: %d %s: %s", e.StatusCode, e.Code, msg)
-}
+// digestMismatch is the Kind of a DIGEST_MISMATCH answer, which matches
+// both ErrDigestMismatch and ErrBadRequest.
+var digestMismatch = errors.Join(ErrDigestMismatch, ErrBadRequest)
 
-// Unwrap returns the sentinel errors for the status and code.
-func (e *APIError) Unwrap() []error {
-	switch e.StatusCode {
+// errorKind maps an error answer of the origin to its sentinel.
+func errorKind(status int, code string) error {
+	switch status {
 	case http.StatusBadRequest:
-		if e.Code == originwire.CodeDigestMismatch {
-			return []error{ErrDigestMismatch, ErrBadRequest}
+		if code == originwire.CodeDigestMismatch {
+			return digestMismatch
 		}
-		return []error{ErrBadRequest}
+		return ErrBadRequest
 	case http.StatusRequestedRangeNotSatisfiable:
-		return []error{ErrBadRequest}
+		return ErrBadRequest
 	case http.StatusUnauthorized:
-		return []error{ErrUnauthorized}
+		return ErrUnauthorized
 	case http.StatusNotFound:
-		return []error{ErrNotFound}
+		return ErrNotFound
 	case http.StatusRequestEntityTooLarge:
-		return []error{ErrTooLarge}
+		return ErrTooLarge
 	}
-	return []error{ErrServer}
+	return ErrServer
 }
 
 // Defaults and limits.
@@ -90,8 +79,6 @@ const (
 	DefaultTimeout = 30 * time.Second
 	// maxJSONBytes bounds a JSON response (a list of many blobs).
 	maxJSONBytes = 64 << 20
-	// maxErrorBytes bounds the body read from an error response.
-	maxErrorBytes = 64 << 10
 )
 
 // Client talks to one origin. It is safe for concurrent use.
@@ -422,15 +409,7 @@ func decodeJSON(resp *http.Response, out any) error {
 
 // apiError reads an error answer.
 func apiError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
-	e := &APIError{StatusCode: resp.StatusCode}
-	var er originwire.ErrorResponse
-	if json.Unmarshal(b, &er) == nil && er.Error != "" {
-		e.Code, e.Message = er.Code, er.Error
-	} else {
-		e.Message = strings.TrimSpace(string(b[:min(len(b), 200)]))
-	}
-	return e
+	return httpx.DecodeError(resp, "origin", errorKind)
 }
 
 // errPushDone is what the transport reads from a push body after Push

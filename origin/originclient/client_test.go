@@ -108,7 +108,7 @@ func TestAPIError(t *testing.T) {
 		{507, originwire.CodeInsufficientStorage, []error{ErrServer}},
 		{502, "", []error{ErrServer}},
 	} {
-		err := error(&APIError{StatusCode: tc.status, Code: tc.code, Message: "the message"})
+		err := error(&APIError{StatusCode: tc.status, Code: tc.code, Message: "the message", Kind: errorKind(tc.status, tc.code)})
 		for _, s := range all {
 			want := false
 			for _, w := range tc.want {
@@ -122,7 +122,7 @@ func TestAPIError(t *testing.T) {
 			t.Errorf("Error() = %q", err.Error())
 		}
 	}
-	if got := (&APIError{StatusCode: 502}).Error(); got != "origin: 502: Bad Gateway" {
+	if got := (&APIError{Service: "origin", Method: "GET", Path: "/v1/blobs", StatusCode: 502}).Error(); got != "origin: GET /v1/blobs: 502: Bad Gateway" {
 		t.Errorf("Error() without a body = %q", got)
 	}
 }

@@ -35,9 +35,8 @@ func BenchmarkPut(b *testing.B) {
 
 // BenchmarkGet reads 1 MiB chunks back, with and without re-hashing.
 func BenchmarkGet(b *testing.B) {
-	for _, verify := range []bool{true, false} {
-		name := map[bool]string{true: "verify", false: "noverify"}[verify]
-		b.Run(name, func(b *testing.B) {
+	for _, verify := range []VerifyMode{VerifyAlways, VerifyNever} {
+		b.Run(string(verify), func(b *testing.B) {
 			cfg := DefaultConfig(b.TempDir())
 			cfg.VerifyOnRead = verify
 			s := openStore(b, cfg, quiet)

@@ -200,7 +200,11 @@ func TestBlobReaderMissingOrCorruptChunk(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := openStore(t, DefaultConfig(t.TempDir()))
+			// The damage is done behind the running store's back, which
+			// only "always" re-hashes for.
+			cfg := DefaultConfig(t.TempDir())
+			cfg.VerifyOnRead = VerifyAlways
+			s := openStore(t, cfg)
 			data, m := storeBlob(t, s, 2, 200<<10)
 			off := m.Offsets()
 			d := m.Chunks[bad].Digest

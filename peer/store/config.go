@@ -6,8 +6,26 @@ import (
 	"time"
 )
 
-// Config configures a Store. Start from DefaultConfig: the zero value of
-// VerifyOnRead is false, which turns read verification off.
+// VerifyMode says when a read re-hashes a chunk.
+type VerifyMode string
+
+// The verify modes.
+const (
+	// VerifyFirstRead (the default) re-hashes a chunk on its first read
+	// after the store opened. Chunks this store wrote, or has read and
+	// checked since it opened, are trusted: what sits on disk from an
+	// earlier run (a torn write, bit rot, an edit while the daemon was
+	// down) is caught, and a seeder does not hash each chunk again for
+	// every peer it serves it to.
+	VerifyFirstRead VerifyMode = "first-read"
+	// VerifyAlways re-hashes on every read, catching changes made behind
+	// the store's back while it runs, at the cost of a SHA-256 per read.
+	VerifyAlways VerifyMode = "always"
+	// VerifyNever trusts the files; only a changed size is noticed.
+	VerifyNever VerifyMode = "never"
+)
+
+// Config configures a Store. Start from DefaultConfig.
 type Config struct {
 	// Dir is the store's root directory. It is created if missing. The
 	// store owns the subdirectories chunks/, manifests/, pins/ and tmp/ and
@@ -17,15 +35,16 @@ type Config struct {
 	// their lengths, not their disk blocks). 0 means unlimited. When a Put
 	// would exceed it, least recently used unpinned chunks are evicted.
 	Capacity int64 `yaml:"capacity" json:"capacity"`
-	// VerifyOnRead re-hashes every chunk read and drops chunks whose data no
-	// longer matches their digest, so bit rot is never served. Default true.
-	VerifyOnRead bool `yaml:"verify_on_read" json:"verify_on_read"`
+	// VerifyOnRead says which reads re-hash a chunk ("first-read",
+	// "always" or "never"; empty means "first-read"). A chunk whose data
+	// no longer matches its digest is dropped, never returned.
+	VerifyOnRead VerifyMode `yaml:"verify_on_read" json:"verify_on_read"`
 }
 
 // DefaultConfig returns the default configuration for a store in dir:
-// unlimited capacity and verification on read.
+// unlimited capacity and verification on a chunk's first read.
 func DefaultConfig(dir string) Config {
-	return Config{Dir: dir, VerifyOnRead: true}
+	return Config{Dir: dir, VerifyOnRead: VerifyFirstRead}
 }
 
 // Validate reports why c cannot be used, wrapping ErrBadConfig.
@@ -35,6 +54,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: dir is empty", ErrBadConfig)
 	case c.Capacity < 0:
 		return fmt.Errorf("%w: capacity %d is negative (0 means unlimited)", ErrBadConfig, c.Capacity)
+	}
+	switch c.VerifyOnRead {
+	case "", VerifyFirstRead, VerifyAlways, VerifyNever:
+	default:
+		return fmt.Errorf("%w: verify_on_read %q: want %q, %q or %q", ErrBadConfig, c.VerifyOnRead, VerifyFirstRead, VerifyAlways, VerifyNever)
 	}
 	return nil
 }

@@ -24,9 +24,11 @@
 // from the directory listing and file metadata without reading chunk data:
 // sizes come from stat and the LRU order from modification times, which reads
 // refresh (at most once a minute per chunk). Verify re-hashes every chunk and
-// drops those that no longer match; with Config.VerifyOnRead (the default)
-// every read does the same for the chunk it reads, so bit rot and torn files
-// are dropped rather than served.
+// drops those that no longer match. By default (Config.VerifyOnRead
+// "first-read") a chunk's first read since Open does the same for that
+// chunk, so torn files and bit rot from before the restart are dropped
+// rather than served, while chunks written or checked in this run are not
+// hashed again on every read; "always" re-hashes on every read.
 //
 // # Capacity and pins
 //

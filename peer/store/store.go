@@ -66,6 +66,9 @@ type entry struct {
 	size    int64
 	elem    *list.Element // position in Store.lru, nil while pinned
 	touched time.Time     // last mtime known to be on disk
+	// checked is set once the file's data is known to hash to digest in
+	// this run: this store wrote it, or a verifying read checked it.
+	checked atomic.Bool
 }
 
 // flight is a Put in progress; later Puts of the same chunk wait for it.
@@ -289,7 +292,7 @@ func (s *Store) loadChunks() error {
 		return cmp.Compare(a.d.Hex(), b.d.Hex())
 	})
 	for _, f := range all {
-		s.addLocked(f.d, f.size, f.mtime)
+		s.addLocked(f.d, f.size, f.mtime, false)
 	}
 	return nil
 }
@@ -451,7 +454,7 @@ func (s *Store) Put(ctx context.Context, d chunker.Digest, data []byte) error {
 		s.mu.Lock()
 		s.reserved -= size
 		if err == nil {
-			s.addLocked(d, size, time.Now())
+			s.addLocked(d, size, time.Now(), true)
 		}
 		delete(s.inflight, d)
 		f.err = err
@@ -523,9 +526,11 @@ func (s *Store) evictLocked(need int64) {
 	}
 }
 
-// addLocked indexes a chunk that is now on disk.
-func (s *Store) addLocked(d chunker.Digest, size int64, mtime time.Time) {
+// addLocked indexes a chunk that is now on disk; checked says its file is
+// known to hold the right data (see entry.checked).
+func (s *Store) addLocked(d chunker.Digest, size int64, mtime time.Time, checked bool) {
 	e := &entry{digest: d, size: size, touched: mtime}
+	e.checked.Store(checked)
 	s.index[d] = e
 	s.usage += size
 	if s.pinRefs[d] == 0 {
@@ -596,8 +601,9 @@ func (s *Store) touchFile(e *entry, touch bool) {
 	}
 }
 
-// Get returns the data of chunk d, or an error wrapping ErrNotFound. With
-// Config.VerifyOnRead it re-hashes the data first; a chunk that no longer
+// Get returns the data of chunk d, or an error wrapping ErrNotFound. When
+// Config.VerifyOnRead calls for it (by default on a chunk's first read
+// since Open) it re-hashes the data first; a chunk that no longer
 // matches its digest is deleted and reported with chunker.ErrDigestMismatch.
 // A chunk file whose size changed is treated the same way even without
 // VerifyOnRead. Get counts as a use for eviction order.
@@ -636,14 +642,27 @@ func (s *Store) ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]
 	case err != nil:
 		return nil, s.ioErr("read chunk "+d.String(), err)
 	}
-	if s.cfg.VerifyOnRead {
+	if s.mustVerify(e) {
 		if got := chunker.Sum(b); got != d {
 			s.dropIfCurrent(e, "digest mismatch on read")
 			return nil, fmt.Errorf("store: read chunk %s: stored data hashes to %s, dropped it: %w", d, got, chunker.ErrDigestMismatch)
 		}
+		e.checked.Store(true)
 	}
 	s.touchFile(e, touch)
 	return b, nil
+}
+
+// mustVerify says whether a read of e re-hashes it (Config.VerifyOnRead).
+func (s *Store) mustVerify(e *entry) bool {
+	switch s.cfg.VerifyOnRead {
+	case VerifyAlways:
+		return true
+	case VerifyNever:
+		return false
+	default:
+		return !e.checked.Load()
+	}
 }
 
 // Delete removes chunk d. It fails with ErrNotFound if d is not stored and

@@ -29,6 +29,8 @@ func TestConfigValidate(t *testing.T) {
 		{"with capacity", Config{Dir: "d", Capacity: 1 << 30}, nil},
 		{"empty dir", Config{Capacity: 1}, ErrBadConfig},
 		{"negative capacity", Config{Dir: "d", Capacity: -1}, ErrBadConfig},
+		{"verify always", Config{Dir: "d", VerifyOnRead: VerifyAlways}, nil},
+		{"unknown verify mode", Config{Dir: "d", VerifyOnRead: "sometimes"}, ErrBadConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +49,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestDefaultConfig(t *testing.T) {
 	got := DefaultConfig("x")
-	want := Config{Dir: "x", Capacity: 0, VerifyOnRead: true}
+	want := Config{Dir: "x", Capacity: 0, VerifyOnRead: VerifyFirstRead}
 	if got != want {
 		t.Fatalf("DefaultConfig = %+v, want %+v", got, want)
 	}
@@ -479,11 +481,15 @@ func writeFile(t testing.TB, p string, b []byte) {
 	}
 }
 
+// TestVerifyOnRead damages a chunk file behind a running store's back.
+// "always" catches it; "never" and "first-read" (which trusts what this
+// store wrote) only notice a changed size. "first-read" catching damage
+// done while the store was closed is TestOpenRebuildsIndexWithoutHashing.
 func TestVerifyOnRead(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range corruptions {
-		for _, verify := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/verify=%v", c.name, verify), func(t *testing.T) {
+		for _, verify := range []VerifyMode{VerifyAlways, VerifyFirstRead, VerifyNever} {
+			t.Run(fmt.Sprintf("%s/verify=%s", c.name, verify), func(t *testing.T) {
 				cfg := DefaultConfig(t.TempDir())
 				cfg.VerifyOnRead = verify
 				s := openStore(t, cfg)
@@ -493,8 +499,7 @@ func TestVerifyOnRead(t *testing.T) {
 				c.apply(t, s.chunkPath(d))
 
 				got, err := s.Get(ctx, d)
-				// Without VerifyOnRead only a size change is noticed.
-				if verify || !c.sameSize {
+				if verify == VerifyAlways || !c.sameSize {
 					if !errors.Is(err, chunker.ErrDigestMismatch) {
 						t.Fatalf("Get of corrupt chunk = %v, want ErrDigestMismatch", err)
 					}

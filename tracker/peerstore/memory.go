@@ -186,6 +186,7 @@ func (m *Memory) Announce(ctx context.Context, req *trackerwire.AnnounceRequest)
 		Uploaded:              req.Uploaded,
 		Downloaded:            req.Downloaded,
 		DownloadedFromOrigins: req.DownloadedFromOrigins,
+		Manifest:              req.Manifest,
 		JoinedAt:              now,
 		LastSeen:              now,
 	}
@@ -470,11 +471,22 @@ func (m *Memory) Swarm(ctx context.Context, blob chunker.Digest) (*Snapshot, err
 		UploadedByPeers:   sw.retiredPeers,
 		Records:           make([]*Record, 0, sw.len()),
 	}
+	agree := true
 	for _, r := range sw.origins {
 		s.UploadedByOrigins += r.Uploaded
 		if !m.expired(r, now) {
 			s.Records = append(s.Records, r)
+			switch {
+			case r.Manifest.IsZero():
+			case s.Manifest.IsZero():
+				s.Manifest = r.Manifest
+			case s.Manifest != r.Manifest:
+				agree = false
+			}
 		}
+	}
+	if !agree {
+		s.Manifest = chunker.Digest{}
 	}
 	for _, r := range sw.peers {
 		s.UploadedByPeers += r.Uploaded

@@ -159,6 +159,53 @@ func TestConflict(t *testing.T) {
 	}
 }
 
+// TestSwarmManifest: the snapshot carries the manifest ID the live
+// origins agree on, and none when they disagree or have expired.
+func TestSwarmManifest(t *testing.T) {
+	s, clk := newStore(t)
+	ctx := context.Background()
+	m1, m2 := chunker.Sum([]byte("m1")), chunker.Sum([]byte("m2"))
+	manifest := func() chunker.Digest {
+		t.Helper()
+		snap, err := s.Swarm(ctx, blobA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Manifest
+	}
+	mustAnnounce(t, s, full(blobA, "p1", 20, 1, 2))
+	if got := manifest(); !got.IsZero() {
+		t.Fatalf("manifest with no origin = %s, want none", got)
+	}
+	o1 := origin(blobA, "o1", 20)
+	o1.Manifest = m1
+	mustAnnounce(t, s, o1)
+	mustAnnounce(t, s, origin(blobA, "o0", 20)) // an origin that sends none
+	if got := manifest(); got != m1 {
+		t.Fatalf("manifest = %s, want %s", got, m1)
+	}
+	o2 := origin(blobA, "o2", 20)
+	o2.Manifest = m2
+	mustAnnounce(t, s, o2)
+	if got := manifest(); !got.IsZero() {
+		t.Fatalf("manifest with disagreeing origins = %s, want none", got)
+	}
+	// o1 and o0 expire; o2 alone decides.
+	clk.Advance(ttl / 2)
+	mustAnnounce(t, s, o2)
+	mustAnnounce(t, s, full(blobA, "p1", 20, 1, 2))
+	clk.Advance(ttl/2 + time.Second)
+	if got := manifest(); got != m2 {
+		t.Fatalf("manifest after o1 expired = %s, want %s", got, m2)
+	}
+	// A peer may not vouch for a manifest.
+	p := full(blobA, "p3", 20)
+	p.Manifest = m1
+	if _, err := s.Announce(ctx, p); !errors.Is(err, trackerwire.ErrInvalid) {
+		t.Fatalf("peer announcing a manifest = %v, want ErrInvalid", err)
+	}
+}
+
 func TestStopped(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()

@@ -49,6 +49,8 @@ type Record struct {
 	Uploaded              uint64
 	Downloaded            uint64
 	DownloadedFromOrigins uint64
+	// Manifest is the manifest ID an origin announced (zero for peers).
+	Manifest chunker.Digest
 }
 
 // IsOrigin reports whether r is an origin.
@@ -93,6 +95,9 @@ type Snapshot struct {
 	// of records that have expired, stopped, or restarted their counters.
 	UploadedByOrigins uint64
 	UploadedByPeers   uint64
+	// Manifest is the manifest ID the live origins announced, if at least
+	// one did and none disagrees; zero otherwise.
+	Manifest chunker.Digest
 }
 
 // Summary describes a swarm in a listing.

@@ -26,6 +26,9 @@ type Identity struct {
 	Role   trackerwire.Role
 	Zone   string
 	Rack   string
+	// Manifest is the blob's manifest ID, announced by origins only (see
+	// trackerwire.AnnounceRequest.Manifest).
+	Manifest chunker.Digest
 }
 
 // State is a peer's current state for the blob, supplied by the caller
@@ -246,6 +249,7 @@ func (a *Announcer) request(st State, acked trackerwire.Bitfield, ackedComplete,
 		Blob: a.id.Blob, PeerID: a.id.PeerID, Role: a.id.Role, Zone: a.id.Zone, Rack: a.id.Rack,
 		Addrs: st.Addrs, NumChunks: st.NumChunks, Complete: st.Complete,
 		Uploaded: st.Uploaded, Downloaded: st.Downloaded, DownloadedFromOrigins: st.DownloadedFromOrigins,
+		Manifest: a.id.Manifest,
 	}
 	switch {
 	case !started:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -174,6 +175,15 @@ func TestAnnouncerLifecycle(t *testing.T) {
 	c.await(t, 1)
 	r.tick(t, 6*time.Second)
 	c.await(t, 1)
+	// await sees the request; its answer reaches OnResponse just after.
+	nresp := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(responses)
+	}
+	for deadline := time.Now().Add(20 * time.Second); nresp() < 6 && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)

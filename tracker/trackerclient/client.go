@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 )
 
@@ -37,26 +38,13 @@ var (
 	ErrResponse = errors.New("trackerclient: bad response")
 )
 
-// APIError is an error answer of the tracker.
-type APIError struct {
-	StatusCode int
-	// Code and Message are the tracker's ErrorResponse (Code may be empty
-	// if the body was not one).
-	Code    string
-	Message string
-}
+// APIError is an error answer of the tracker. Its Kind is the sentinel
+// for its status code.
+type APIError = httpx.APIError
 
-func (e *APIError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.StatusCode)
-	}
-	return fmt.Sprintf("tracker: %d %s: %s", e.StatusCode, e.Code, msg)
-}
-
-// Unwrap returns the sentinel error for the status code.
-func (e *APIError) Unwrap() error {
-	switch e.StatusCode {
+// errorKind maps an error answer of the tracker to its sentinel.
+func errorKind(status int, _ string) error {
+	switch status {
 	case http.StatusBadRequest:
 		return ErrBadRequest
 	case http.StatusNotFound:
@@ -71,8 +59,6 @@ func (e *APIError) Unwrap() error {
 const (
 	DefaultTimeout          = 30 * time.Second
 	DefaultMaxResponseBytes = 64 << 20
-	// maxErrorBytes bounds the body read from an error response.
-	maxErrorBytes = 64 << 10
 )
 
 // Client talks to one tracker. It is safe for concurrent use.
@@ -207,15 +193,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	defer resp.Body.Close()
 
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
-		apiErr := &APIError{StatusCode: resp.StatusCode}
-		var er trackerwire.ErrorResponse
-		if json.Unmarshal(b, &er) == nil && er.Error != "" {
-			apiErr.Code, apiErr.Message = er.Code, er.Error
-		} else {
-			apiErr.Message = strings.TrimSpace(string(b[:min(len(b), 200)]))
-		}
-		return apiErr
+		return httpx.DecodeError(resp, "tracker", errorKind)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
 	if err != nil {

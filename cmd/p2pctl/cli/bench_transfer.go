@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p2pd/p2pd/internal/units"
-	"github.com/p2pd/p2pd/peer/peerbench"
+	"github.com/p2pd/p2pd/testbed/transferbench"
 )
 
 func newBenchTransferCmd(g *globals) *cobra.Command {
@@ -35,7 +35,7 @@ temp dir): its file system matters, since every chunk is fsynced.`,
 			if err != nil || size <= 0 {
 				return usagef("--size %q: want a size such as 1GiB", sizeFlag)
 			}
-			res, err := peerbench.Run(cmd.Context(), peerbench.Options{Size: size, Seed: seed, Dir: dir, Chunker: g.cfg.Chunker})
+			res, err := transferbench.Run(cmd.Context(), transferbench.Options{Size: size, Seed: seed, Dir: dir, Chunker: g.cfg.Chunker})
 			if err != nil {
 				return err
 			}

@@ -47,7 +47,7 @@ const nodeConfigHelp = `  data_dir: /var/lib/p2pd
     zone: eu-west-1a
   store:
     capacity: 107374182400  # bytes, 0 = unlimited
-    verify_on_read: true
+    verify_on_read: first-read  # or always, never
   log: {level: info, format: text}`
 
 func newOriginCmd(stderr io.Writer) *cobra.Command {

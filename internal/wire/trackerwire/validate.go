@@ -78,6 +78,9 @@ func (r *AnnounceRequest) Validate() error {
 	if err := checkToken("rack", r.Rack, MaxLabelLen, isLabelByte); err != nil {
 		return err
 	}
+	if !r.Manifest.IsZero() && r.Role != RoleOrigin {
+		return fmt.Errorf("%w: manifest is announced by origins only, not role %s", ErrInvalid, quote(string(r.Role)))
+	}
 	if r.DownloadedFromOrigins > r.Downloaded {
 		return fmt.Errorf("%w: downloaded_from_origins %d exceeds downloaded %d", ErrInvalid, r.DownloadedFromOrigins, r.Downloaded)
 	}

@@ -159,6 +159,11 @@ type AnnounceRequest struct {
 	Zone  string `json:"zone,omitempty"`
 	Rack  string `json:"rack,omitempty"`
 	Event Event  `json:"event,omitempty"`
+	// Manifest is the ID (chunker.Manifest.ID) of the manifest an origin
+	// made when it chunked the blob. Only origins send it. The tracker
+	// passes it on in SwarmStatus.Manifest, so that a peer can trust a
+	// manifest it got from any peer without hashing the whole blob again.
+	Manifest chunker.Digest `json:"manifest,omitzero"`
 }
 
 // AnnounceResponse is the reply to an announce.
@@ -207,6 +212,9 @@ type SwarmStatus struct {
 	// swarm lives on the tracker).
 	BytesFromOrigins uint64 `json:"bytes_from_origins"`
 	BytesFromPeers   uint64 `json:"bytes_from_peers"`
+	// Manifest is the manifest ID the swarm's live origins announced, when
+	// at least one did and they all agree; zero otherwise.
+	Manifest chunker.Digest `json:"manifest,omitzero"`
 }
 
 // PeerStatus is one peer's record in a SwarmStatus.

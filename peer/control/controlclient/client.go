@@ -15,15 +15,22 @@ import (
 	"strings"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 )
 
-// Errors, matched with errors.Is; the message is the daemon's.
+// Errors, matched with errors.Is. Errors from the daemon are an
+// *APIError, which matches the sentinel for its status and code and
+// carries the daemon's message.
 var (
 	ErrNotFound   = errors.New("not found")
 	ErrBadRequest = errors.New("bad request")
 	ErrDaemon     = errors.New("peer daemon error")
 )
+
+// APIError is an error answer of the daemon. Its Kind is the sentinel for
+// its status and code.
+type APIError = httpx.APIError
 
 // maxBody bounds JSON responses.
 const maxBody = 16 << 20
@@ -76,25 +83,24 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		var e ctlwire.Error
-		_ = json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&e)
-		return nil, apiError(resp.StatusCode, e)
+		return nil, httpx.DecodeError(resp, service, errorKind)
 	}
 	return resp, nil
 }
 
-func apiError(status int, e ctlwire.Error) error {
-	kind := ErrDaemon
+// service names the daemon in errors.
+const service = "peer daemon"
+
+// errorKind maps an error answer of the daemon (or an error event of a
+// pull, with status 0) to its sentinel.
+func errorKind(status int, code string) error {
 	switch {
-	case status == http.StatusNotFound || e.Code == ctlwire.CodeNotFound:
-		kind = ErrNotFound
-	case status == http.StatusBadRequest || e.Code == ctlwire.CodeBadRequest:
-		kind = ErrBadRequest
+	case status == http.StatusNotFound || code == ctlwire.CodeNotFound:
+		return ErrNotFound
+	case status == http.StatusBadRequest || code == ctlwire.CodeBadRequest:
+		return ErrBadRequest
 	}
-	if e.Error == "" {
-		e.Error = http.StatusText(status)
-	}
-	return fmt.Errorf("%w: %s", kind, e.Error)
+	return ErrDaemon
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
@@ -148,7 +154,10 @@ func (c *Client) Pull(ctx context.Context, d chunker.Digest, progress func(ctlwi
 		}
 		switch {
 		case ev.Error != nil:
-			return ctlwire.Blob{}, apiError(0, *ev.Error)
+			return ctlwire.Blob{}, &APIError{
+				Service: service, Method: resp.Request.Method, Path: resp.Request.URL.Path,
+				Code: ev.Error.Code, Message: ev.Error.Error, Kind: errorKind(0, ev.Error.Code),
+			}
 		case ev.Done != nil:
 			return *ev.Done, nil
 		case ev.Progress != nil && progress != nil:

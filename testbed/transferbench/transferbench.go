@@ -1,11 +1,11 @@
-// Package peerbench measures the peer data plane: one engine pulls a
+// Package transferbench measures the peer data plane: one engine pulls a
 // generated blob from another over loopback, through the real stack
 // (libp2p TCP + TLS 1.3 + yamux, the chunk protocol, SHA-256 verification
 // of every chunk, fsynced writes into a real store, and the final check of
 // the whole blob), and the same run measures a bare libp2p stream on the
 // same transport stack, as the ceiling the data plane is compared with.
 // `p2pctl bench transfer` prints its Result.
-package peerbench
+package transferbench
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/procstat"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer"
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	tmp, err := os.MkdirTemp(parent, "p2pd-bench-")
 	if err != nil {
-		return Result{}, fmt.Errorf("peerbench: %w", err)
+		return Result{}, fmt.Errorf("transferbench: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	res := Result{Size: o.Size, Dir: parent, Procs: runtime.GOMAXPROCS(0)}
@@ -146,39 +147,61 @@ func startNode(ctx context.Context, o Options, dir string, role trackerwire.Role
 }
 
 func (n *node) close() error {
+	return errors.Join(closeNode(n.e), n.st.Close())
+}
+
+// startTracker runs a real tracker on a loopback port and returns a
+// client for it.
+func startTracker(ctx context.Context, o Options) (*daemon.Node, *trackerclient.Client, error) {
+	n, err := daemon.RunTracker(ctx, daemon.TrackerConfig{Listen: "127.0.0.1:0"}, o.Logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("transferbench: tracker: %w", err)
+	}
+	c, err := trackerclient.New(n.URL("http"))
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("transferbench: tracker client: %w", err), closeNode(n))
+	}
+	return n, c, nil
+}
+
+func closeNode(n interface{ Close(context.Context) error }) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return errors.Join(n.e.Close(ctx), n.st.Close())
+	return n.Close(ctx)
 }
 
 func transfer(ctx context.Context, o Options, tmp string, res *Result) (err error) {
-	tr := newMemTracker()
+	trn, tr, err := startTracker(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, closeNode(trn)) }()
 	seeder, err := startNode(ctx, o, filepath.Join(tmp, "seeder"), trackerwire.RoleOrigin, tr, "seeder")
 	if err != nil {
-		return fmt.Errorf("peerbench: seeder: %w", err)
+		return fmt.Errorf("transferbench: seeder: %w", err)
 	}
 	defer func() { err = errors.Join(err, seeder.close()) }()
 
 	start := time.Now()
 	c, err := chunker.New(o.Chunker)
 	if err != nil {
-		return fmt.Errorf("peerbench: %w", err)
+		return fmt.Errorf("transferbench: %w", err)
 	}
 	m, err := c.Split(ctx, chunkertest.NewStream(o.Seed, o.Size), func(ch chunker.Chunk, b []byte) error {
 		return seeder.st.Put(ctx, ch.Digest, b)
 	})
 	if err != nil {
-		return fmt.Errorf("peerbench: chunk the blob: %w", err)
+		return fmt.Errorf("transferbench: chunk the blob: %w", err)
 	}
 	if err := seeder.e.Seed(ctx, m); err != nil {
-		return fmt.Errorf("peerbench: %w", err)
+		return fmt.Errorf("transferbench: %w", err)
 	}
 	res.SetupSeconds = time.Since(start).Seconds()
 	res.Chunks = len(m.Chunks)
 
 	puller, err := startNode(ctx, o, filepath.Join(tmp, "puller"), trackerwire.RolePeer, tr, "puller")
 	if err != nil {
-		return fmt.Errorf("peerbench: puller: %w", err)
+		return fmt.Errorf("transferbench: puller: %w", err)
 	}
 	defer func() { err = errors.Join(err, puller.close()) }()
 
@@ -189,12 +212,12 @@ func transfer(ctx context.Context, o Options, tmp string, res *Result) (err erro
 	got, err := puller.e.Pull(ctx, m.Digest, peer.PullOptions{})
 	took := time.Since(start)
 	if err != nil {
-		return fmt.Errorf("peerbench: pull: %w", err)
+		return fmt.Errorf("transferbench: pull: %w", err)
 	}
 	res.TransferCPUSeconds = (procstat.CPUTime() - cpu0).Seconds()
 	res.PeakRSSBytes, _ = procstat.PeakRSS()
 	if !got.Equal(m) {
-		return errors.New("peerbench: the pulled manifest differs from the seeded one")
+		return errors.New("transferbench: the pulled manifest differs from the seeded one")
 	}
 	res.TransferSeconds = took.Seconds()
 	res.TransferMBps = float64(o.Size) / took.Seconds() / 1e6
@@ -224,12 +247,12 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 	}
 	src, err := peer.NewHost(cfg, k1)
 	if err != nil {
-		return fmt.Errorf("peerbench: raw host: %w", err)
+		return fmt.Errorf("transferbench: raw host: %w", err)
 	}
 	defer src.Close()
 	dst, err := peer.NewHost(cfg, k2)
 	if err != nil {
-		return fmt.Errorf("peerbench: raw host: %w", err)
+		return fmt.Errorf("transferbench: raw host: %w", err)
 	}
 	defer dst.Close()
 
@@ -246,11 +269,11 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 		once.Do(func() { got <- result{n, err} })
 	})
 	if err := src.Connect(ctx, lpeer.AddrInfo{ID: dst.ID(), Addrs: dst.Addrs()}); err != nil {
-		return fmt.Errorf("peerbench: raw connect: %w", err)
+		return fmt.Errorf("transferbench: raw connect: %w", err)
 	}
 	s, err := src.NewStream(ctx, dst.ID(), rawProtocol)
 	if err != nil {
-		return fmt.Errorf("peerbench: raw stream: %w", err)
+		return fmt.Errorf("transferbench: raw stream: %w", err)
 	}
 	defer s.Reset()
 	buf := make([]byte, 1<<20)
@@ -260,12 +283,12 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 		b := buf[:min(int64(len(buf)), left)]
 		gen.Read(b) // generating costs little next to TLS; it stands in for reading the data
 		if _, err := s.Write(b); err != nil {
-			return fmt.Errorf("peerbench: raw write: %w", err)
+			return fmt.Errorf("transferbench: raw write: %w", err)
 		}
 		left -= int64(len(b))
 	}
 	if err := s.CloseWrite(); err != nil {
-		return fmt.Errorf("peerbench: raw close: %w", err)
+		return fmt.Errorf("transferbench: raw close: %w", err)
 	}
 	var r result
 	select {
@@ -275,63 +298,9 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 	}
 	took := time.Since(start)
 	if r.err != nil || r.n != o.Size {
-		return fmt.Errorf("peerbench: raw stream delivered %d of %d bytes: %v", r.n, o.Size, r.err)
+		return fmt.Errorf("transferbench: raw stream delivered %d of %d bytes: %v", r.n, o.Size, r.err)
 	}
 	res.RawStreamSeconds = took.Seconds()
 	res.RawStreamMBps = float64(o.Size) / took.Seconds() / 1e6
 	return nil
-}
-
-// memTracker is an in-memory tracker: it hands every announcer the other
-// peers of the blob.
-type memTracker struct {
-	mu     sync.Mutex
-	swarms map[chunker.Digest]*memSwarm
-}
-
-type memSwarm struct {
-	n     uint32
-	peers map[string]trackerwire.PeerInfo
-}
-
-func newMemTracker() *memTracker { return &memTracker{swarms: make(map[chunker.Digest]*memSwarm)} }
-
-func (t *memTracker) Announce(_ context.Context, req *trackerwire.AnnounceRequest) (*trackerwire.AnnounceResponse, error) {
-	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", trackerclient.ErrBadRequest, err)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sw := t.swarms[req.Blob]
-	if req.Event == trackerwire.EventStopped {
-		if sw != nil {
-			delete(sw.peers, req.PeerID)
-		}
-		return &trackerwire.AnnounceResponse{Interval: 1}, nil
-	}
-	if sw == nil {
-		sw = &memSwarm{n: req.NumChunks, peers: make(map[string]trackerwire.PeerInfo)}
-		t.swarms[req.Blob] = sw
-	}
-	if sw.n != req.NumChunks {
-		return nil, fmt.Errorf("%w: swarm has %d chunks, announce says %d", trackerclient.ErrConflict, sw.n, req.NumChunks)
-	}
-	sw.peers[req.PeerID] = trackerwire.PeerInfo{PeerID: req.PeerID, Addrs: req.Addrs, Role: req.Role, Complete: req.Complete}
-	resp := &trackerwire.AnnounceResponse{Interval: 1}
-	for id, p := range sw.peers {
-		if id != req.PeerID {
-			resp.Peers = append(resp.Peers, p)
-		}
-	}
-	return resp, nil
-}
-
-func (t *memTracker) Swarm(_ context.Context, blob chunker.Digest) (*trackerwire.SwarmStatus, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sw := t.swarms[blob]
-	if sw == nil || len(sw.peers) == 0 {
-		return nil, fmt.Errorf("%w: no swarm for %s", trackerclient.ErrNotFound, blob)
-	}
-	return &trackerwire.SwarmStatus{Blob: blob, NumChunks: sw.n}, nil
 }

@@ -1,4 +1,4 @@
-package peerbench
+package transferbench
 
 import (
 	"context"
@@ -36,17 +36,17 @@ func TestRun(t *testing.T) {
 }
 
 var (
-	benchSize = flag.Int64("peerbench.size", 0, "run TestMeasure with a blob of this many bytes")
-	benchDir  = flag.String("peerbench.dir", "", "where TestMeasure puts its stores (default: the temp dir)")
+	benchSize = flag.Int64("transferbench.size", 0, "run TestMeasure with a blob of this many bytes")
+	benchDir  = flag.String("transferbench.dir", "", "where TestMeasure puts its stores (default: the temp dir)")
 )
 
 // TestMeasure runs one full measurement and prints the Result as JSON,
-// when -peerbench.size is given:
+// when -transferbench.size is given:
 //
-//	go test -run TestMeasure -v ./peer/peerbench -peerbench.size=1073741824
+//	go test -run TestMeasure -v ./testbed/transferbench -transferbench.size=1073741824
 func TestMeasure(t *testing.T) {
 	if *benchSize == 0 {
-		t.Skip("set -peerbench.size to measure")
+		t.Skip("set -transferbench.size to measure")
 	}
 	res, err := Run(context.Background(), Options{Size: *benchSize, Dir: *benchDir})
 	if err != nil {
