@@ -25,6 +25,27 @@ const (
 	OriginAsPeer
 )
 
+// MarshalText writes the policy's name ("fallback" or "peer").
+func (p OriginPolicy) MarshalText() ([]byte, error) {
+	if p > OriginAsPeer {
+		return nil, fmt.Errorf("%w: unknown origin policy %d", ErrBadConfig, uint8(p))
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText reads "fallback" or "peer", as in a YAML config.
+func (p *OriginPolicy) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "fallback":
+		*p = OriginFallback
+	case "peer":
+		*p = OriginAsPeer
+	default:
+		return fmt.Errorf("%w: origin policy %q: want \"fallback\" or \"peer\"", ErrBadConfig, b)
+	}
+	return nil
+}
+
 func (p OriginPolicy) String() string {
 	switch p {
 	case OriginFallback:
@@ -59,36 +80,36 @@ type Config struct {
 	// outstanding at one peer. A peer's window starts here, halves (to no
 	// less than 1) on every timeout at that peer and grows back by one per
 	// chunk it delivers. Default 4.
-	MaxInflightPerPeer int
+	MaxInflightPerPeer int `yaml:"max_inflight_per_peer" json:"max_inflight_per_peer"`
 	// RequestTimeout is how long a request may stay unanswered. The first
 	// Tick at or after that time cancels it, frees the peer's slot and
 	// requests the chunk elsewhere; a late answer is still accepted if the
 	// chunk is still missing. Default 10s.
-	RequestTimeout time.Duration
+	RequestTimeout time.Duration `yaml:"request_timeout" json:"request_timeout"`
 	// EndgameThreshold: once at most this many chunks are missing, a peer
 	// that has nothing un-requested left to fetch may be asked for a chunk
 	// that is already outstanding elsewhere (up to MaxDuplicates requests
 	// per chunk). When one copy arrives the others are cancelled. Default 8.
-	EndgameThreshold int
+	EndgameThreshold int `yaml:"endgame_threshold" json:"endgame_threshold"`
 	// MaxDuplicates bounds the outstanding requests for one chunk during
 	// endgame, the original included. 1 disables endgame. Default 2.
-	MaxDuplicates int
+	MaxDuplicates int `yaml:"max_duplicates" json:"max_duplicates"`
 	// OriginPolicy says when origins are asked for chunks. Default
 	// OriginFallback.
-	OriginPolicy OriginPolicy
+	OriginPolicy OriginPolicy `yaml:"origin_policy" json:"origin_policy"`
 	// OriginAfterFailures is, under OriginFallback, how many failed
 	// attempts at peers (timeouts, rejections, corrupt data) make a chunk
 	// eligible for an origin even though peers advertise it. Default 2.
-	OriginAfterFailures int
+	OriginAfterFailures int `yaml:"origin_after_failures" json:"origin_after_failures"`
 	// BanThreshold is the number of chunks failing verification after
 	// which a peer is banned: it is never asked for anything again, its
 	// availability is forgotten, and a Ban action tells the engine to drop
 	// it. Offences are counted per peer ID across reconnections. Default 3.
-	BanThreshold int
+	BanThreshold int `yaml:"ban_threshold" json:"ban_threshold"`
 	// BusyBackoff is how long a peer that rejected a request as busy gets
 	// no new requests. The pause ends at the first Tick at or after that
 	// time. Default 1s.
-	BusyBackoff time.Duration
+	BusyBackoff time.Duration `yaml:"busy_backoff" json:"busy_backoff"`
 }
 
 // DefaultConfig returns the defaults that the zero Config stands for.

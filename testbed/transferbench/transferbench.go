@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -46,8 +47,9 @@ type Options struct {
 	// Chunker sets the chunk sizes (default: the chunker's defaults).
 	Chunker chunker.Config
 	// Dir is where the two stores' temporary directories go (default
-	// os.TempDir()). Both are removed at the end. Its file system matters:
-	// every chunk is fsynced.
+	// DefaultDir()). Both are removed at the end. Its file system matters:
+	// every chunk is fsynced, so on a disk slower than the network the
+	// disk is what is measured (see Result.DiskSyncMBps).
 	Dir string
 	// Engine adjusts both engines' configuration (listen addresses are
 	// loopback whatever it says).
@@ -83,9 +85,28 @@ type Result struct {
 	RawStreamMBps    float64 `json:"raw_stream_mbps"`
 	// Ratio is TransferMBps / RawStreamMBps.
 	Ratio float64 `json:"ratio"`
-	// Dir is the directory the stores were in.
+	// DiskSyncMBps is how fast Size bytes were written and fsynced to one
+	// file in Dir, in the same run: the store's ceiling on that file
+	// system. CeilingRatio is TransferMBps over the lower of it and
+	// RawStreamMBps.
+	DiskSyncMBps float64 `json:"disk_sync_mbps"`
+	CeilingRatio float64 `json:"ceiling_ratio"`
+	// Dir is the directory the stores were in, and FS its file system
+	// ("tmpfs", "ext4", ...).
 	Dir   string `json:"dir"`
+	FS    string `json:"fs"`
 	Procs int    `json:"procs"`
+}
+
+// DefaultDir is where stores go by default: /dev/shm when it is a tmpfs,
+// so that the run measures the data plane (network, TLS, hashing, the
+// store's code) the way the raw stream it is compared with is measured,
+// in memory; otherwise the system's temp directory.
+func DefaultDir() string {
+	if fsType("/dev/shm") == "tmpfs" {
+		return "/dev/shm"
+	}
+	return os.TempDir()
 }
 
 // Run performs one measurement.
@@ -98,26 +119,78 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	parent := o.Dir
 	if parent == "" {
-		parent = os.TempDir()
+		parent = DefaultDir()
 	}
 	tmp, err := os.MkdirTemp(parent, "p2pd-bench-")
 	if err != nil {
 		return Result{}, fmt.Errorf("transferbench: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	res := Result{Size: o.Size, Dir: parent, Procs: runtime.GOMAXPROCS(0)}
+	res := Result{Size: o.Size, Dir: parent, FS: fsType(parent), Procs: runtime.GOMAXPROCS(0)}
 	if err := transfer(ctx, o, tmp, &res); err != nil {
 		return res, err
 	}
-	if !o.SkipRaw {
-		if err := rawStream(ctx, o, &res); err != nil {
-			return res, err
+	if o.SkipRaw {
+		return res, nil
+	}
+	if err := rawStream(ctx, o, &res); err != nil {
+		return res, err
+	}
+	if err := diskSync(ctx, o, tmp, &res); err != nil {
+		return res, err
+	}
+	res.Ratio = res.TransferMBps / res.RawStreamMBps
+	res.CeilingRatio = res.TransferMBps / min(res.RawStreamMBps, res.DiskSyncMBps)
+	return res, nil
+}
+
+// diskSync times writing Size bytes to a file in dir and fsyncing it.
+func diskSync(ctx context.Context, o Options, dir string, res *Result) error {
+	f, err := os.CreateTemp(dir, "disk-")
+	if err != nil {
+		return fmt.Errorf("transferbench: disk: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	gen := chunkertest.NewStream(o.Seed, o.Size)
+	start := time.Now()
+	for left := o.Size; left > 0; left -= int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		if res.RawStreamMBps > 0 {
-			res.Ratio = res.TransferMBps / res.RawStreamMBps
+		b := buf[:min(int64(len(buf)), left)]
+		gen.Read(b)
+		if _, err := f.Write(b); err != nil {
+			return fmt.Errorf("transferbench: disk: %w", err)
 		}
 	}
-	return res, nil
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("transferbench: disk: %w", err)
+	}
+	res.DiskSyncMBps = float64(o.Size) / time.Since(start).Seconds() / 1e6
+	return nil
+}
+
+// fsType names the file system dir is on, or "unknown".
+func fsType(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return "unknown"
+	}
+	switch uint64(st.Type) {
+	case 0x01021994:
+		return "tmpfs"
+	case 0xef53:
+		return "ext4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683e:
+		return "btrfs"
+	case 0x794c7630:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("0x%x", uint64(st.Type))
 }
 
 // node is an engine with its store.

@@ -27,7 +27,8 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
-	if res.Size != size || res.Chunks == 0 || res.TransferMBps <= 0 || res.RawStreamMBps <= 0 || res.Ratio <= 0 || res.PeakRSSBytes <= 0 {
+	if res.Size != size || res.Chunks == 0 || res.TransferMBps <= 0 || res.RawStreamMBps <= 0 || res.Ratio <= 0 || res.PeakRSSBytes <= 0 ||
+		res.DiskSyncMBps <= 0 || res.CeilingRatio <= 0 || res.FS == "" || res.FS == "unknown" {
 		t.Errorf("incomplete result %+v", res)
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
