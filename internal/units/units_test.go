@@ -36,3 +36,39 @@ func TestFormatSize(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRate(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"1Gbit", 125_000_000, false},
+		{"100 Mbit", 12_500_000, false},
+		{"2.5gbps", 312_500_000, false},
+		{"125MB/s", 125_000_000, false},
+		{"10MiB/s", 10 << 20, false},
+		{"1048576", 1 << 20, false},
+		{"0", 0, false},
+		{"unlimited", 0, false},
+		{"fast", 0, true},
+		{"-1Gbit", 0, true},
+		{"1e30Gbit", 0, true},
+	} {
+		got, err := ParseRate(tt.in)
+		if (err != nil) != tt.bad || got != tt.want {
+			t.Errorf("ParseRate(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.bad)
+		}
+	}
+	if got := FormatRate(125_000_000); got != "1 Gbit/s" {
+		t.Errorf("FormatRate = %q", got)
+	}
+	var r Rate
+	if err := r.UnmarshalText([]byte("100Mbit")); err != nil || r != 12_500_000 {
+		t.Errorf("Rate.UnmarshalText = %d, %v", r, err)
+	}
+	var s Size
+	if err := s.UnmarshalText([]byte("1GiB")); err != nil || s != 1<<30 {
+		t.Errorf("Size.UnmarshalText = %d, %v", s, err)
+	}
+}

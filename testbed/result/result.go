@@ -1,0 +1,205 @@
+// Package result is what a testbed run measured, in every mode: each
+// peer's completion time, time series of the bytes served by origins and
+// by peers, of peers complete and of chunk replication, the host's own
+// CPU use, and the summary that compares completion times with the fluid
+// bound. The modes (emu, netns, sim) and the baselines fill a Result; the
+// report package draws it.
+package result
+
+import (
+	"cmp"
+	"math"
+	"slices"
+
+	"github.com/p2pd/p2pd/testbed/scenario"
+)
+
+// Peer is one peer's outcome.
+type Peer struct {
+	Name     string            `json:"name"`
+	Class    string            `json:"class"`
+	Zone     string            `json:"zone,omitempty"`
+	Behavior scenario.Behavior `json:"behavior"`
+	// JoinS is when the peer started, in seconds since the run began;
+	// DoneS how long after joining it held the whole verified blob.
+	JoinS     float64 `json:"join_s"`
+	DoneS     float64 `json:"done_s"`
+	Completed bool    `json:"completed"`
+	// Failed is set for an honest peer that did not complete (it errored,
+	// or the run timed out); Err says why. Peers that an event stopped
+	// for good are neither completed nor failed (Left).
+	Failed bool   `json:"failed"`
+	Left   bool   `json:"left,omitempty"`
+	Err    string `json:"err,omitempty"`
+	// Bytes received from other peers and from origins.
+	FromPeers   int64 `json:"from_peers"`
+	FromOrigins int64 `json:"from_origins"`
+}
+
+// Sample is one point of the time series.
+type Sample struct {
+	// T is seconds since the run began.
+	T float64 `json:"t"`
+	// Bytes served so far by origins and by peers (cumulative).
+	OriginBytes int64 `json:"origin_bytes"`
+	PeerBytes   int64 `json:"peer_bytes"`
+	// Complete counts honest peers holding the whole blob; Live the peers
+	// running.
+	Complete int `json:"complete"`
+	Live     int `json:"live"`
+	// Replication describes how many honest peers hold each chunk: the
+	// minimum, mean and maximum over the blob's chunks.
+	ReplMin  int     `json:"repl_min"`
+	ReplMean float64 `json:"repl_mean"`
+	ReplMax  int     `json:"repl_max"`
+}
+
+// Host is what the machine running the testbed spent.
+type Host struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	WallSeconds float64 `json:"wall_seconds"`
+	Procs       int     `json:"procs"`
+	// Busy is CPUSeconds / (WallSeconds·Procs) over the run.
+	Busy float64 `json:"busy"`
+	// BusySamples is the fraction of sampling periods in which the host's
+	// CPUs were at least HostBoundBusy busy.
+	BusySamples float64 `json:"busy_samples"`
+}
+
+// HostBoundBusy is the CPU utilisation above which a sampling period
+// counts as the host, not the emulated links, setting the pace.
+const HostBoundBusy = 0.9
+
+// HostBoundShare is the share of busy periods that flags a run host-bound.
+const HostBoundShare = 0.25
+
+// Result is one run.
+type Result struct {
+	Scenario scenario.Scenario `json:"scenario"`
+	// Mode is the mode that ran, or the baseline's name.
+	Mode      string         `json:"mode"`
+	Bound     scenario.Bound `json:"bound"`
+	Peers     []Peer         `json:"peers"`
+	Series    []Sample       `json:"series"`
+	BlobBytes int64          `json:"blob_bytes"`
+	// OriginEgressBytes is what the origins uploaded during the run.
+	OriginEgressBytes int64 `json:"origin_egress_bytes"`
+	Host              Host  `json:"host"`
+	// Baselines are the baselines' runs on the same links.
+	Baselines []*Result `json:"baselines,omitempty"`
+}
+
+// Summary is the comparison the testbed prints (`--json`).
+type Summary struct {
+	Name              string  `json:"name"`
+	Mode              string  `json:"mode"`
+	Peers             int     `json:"peers"`
+	Completed         int     `json:"completed"`
+	Failed            int     `json:"failed"`
+	BlobBytes         int64   `json:"blob_bytes"`
+	BoundS            float64 `json:"bound_s"`
+	PipelineS         float64 `json:"pipeline_s"`
+	P50S              float64 `json:"p50_s"`
+	P99S              float64 `json:"p99_s"`
+	P999S             float64 `json:"p999_s"`
+	MaxS              float64 `json:"max_s"`
+	RatioP50          float64 `json:"ratio_p50"`
+	RatioP99          float64 `json:"ratio_p99"`
+	RatioMax          float64 `json:"ratio_max"`
+	OriginEgressBytes int64   `json:"origin_egress_bytes"`
+	// OriginEgressCopies is OriginEgressBytes / BlobBytes.
+	OriginEgressCopies float64 `json:"origin_egress_copies"`
+	HostBound          bool    `json:"host_bound"`
+	HostBusy           float64 `json:"host_busy"`
+	WallS              float64 `json:"wall_s"`
+	// Baselines summarises each baseline run, by name.
+	Baselines map[string]*Summary `json:"baselines,omitempty"`
+}
+
+// Summarize computes r's summary. Percentiles are over the honest peers
+// that were meant to finish (not those an event removed for good); a
+// peer that failed counts as never finishing, so it pushes the upper
+// percentiles to +Inf (reported as the run's length).
+func (r *Result) Summarize() *Summary {
+	s := &Summary{
+		Name: r.Scenario.Name, Mode: r.Mode, BlobBytes: r.BlobBytes,
+		BoundS: r.Bound.Seconds, PipelineS: r.Bound.Pipeline,
+		OriginEgressBytes: r.OriginEgressBytes,
+		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, WallS: r.Host.WallSeconds,
+	}
+	if r.BlobBytes > 0 {
+		s.OriginEgressCopies = float64(r.OriginEgressBytes) / float64(r.BlobBytes)
+	}
+	var times []float64
+	for _, p := range r.Peers {
+		if p.Behavior != scenario.Honest || p.Left {
+			continue
+		}
+		s.Peers++
+		switch {
+		case p.Completed:
+			s.Completed++
+			times = append(times, p.DoneS)
+		default:
+			s.Failed++
+			times = append(times, math.Inf(1))
+		}
+	}
+	slices.Sort(times)
+	cap := func(v float64) float64 {
+		if math.IsInf(v, 1) {
+			return r.Host.WallSeconds
+		}
+		return v
+	}
+	s.P50S = cap(Quantile(times, 0.50))
+	s.P99S = cap(Quantile(times, 0.99))
+	s.P999S = cap(Quantile(times, 0.999))
+	if len(times) > 0 {
+		s.MaxS = cap(times[len(times)-1])
+	}
+	if s.BoundS > 0 {
+		s.RatioP50, s.RatioP99, s.RatioMax = s.P50S/s.BoundS, s.P99S/s.BoundS, s.MaxS/s.BoundS
+	}
+	for _, b := range r.Baselines {
+		if s.Baselines == nil {
+			s.Baselines = make(map[string]*Summary)
+		}
+		s.Baselines[b.Mode] = b.Summarize()
+	}
+	return s
+}
+
+// HostBound reports whether the machine rather than the emulated links
+// set the pace: in at least HostBoundShare of the sampling periods its
+// CPUs were HostBoundBusy busy or more. Simulation runs never are.
+func (r *Result) HostBound() bool {
+	return r.Scenario.Mode != scenario.ModeSim && r.Host.BusySamples >= HostBoundShare
+}
+
+// Quantile returns the q-quantile of sorted values (nearest rank), or 0
+// for none.
+func Quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// SortPeers orders r.Peers by completion time, unfinished last.
+func (r *Result) SortPeers() {
+	slices.SortStableFunc(r.Peers, func(a, b Peer) int {
+		if a.Completed != b.Completed {
+			if a.Completed {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.DoneS, b.DoneS)
+	})
+}
+
+// Progress receives each Sample while a run goes, for the live progress
+// line. It is called from one goroutine at a time.
+type Progress func(Sample)

@@ -1,0 +1,351 @@
+// Package scenario describes a testbed run: the blob, the origins, the
+// fleet of peers in capacity classes with their links, the events over
+// time (late joiners, churn, byzantine peers), and the mode that runs it
+// (emulation, real processes in network namespaces, or simulation). A
+// Scenario reads from YAML (strict: unknown keys are errors); the common
+// knobs can be overridden by flags (Overrides). It also computes the
+// fluid lower bound on completion time that runs are compared with.
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/config"
+	"github.com/p2pd/p2pd/internal/units"
+)
+
+// ErrInvalid is wrapped by every error from Validate and Load.
+var ErrInvalid = errors.New("scenario: invalid")
+
+// Mode says how a scenario runs.
+type Mode string
+
+// The modes.
+const (
+	// ModeEmu runs tracker, origins and peers in one process, built by the
+	// same constructors as p2pd, over real loopback sockets, each peer's
+	// link shaped in its transport.
+	ModeEmu Mode = "emu"
+	// ModeNetns runs real p2pd processes, each in its own network
+	// namespace behind a veth pair shaped with tc tbf.
+	ModeNetns Mode = "netns"
+	// ModeSim runs the tracker's hand-out and the peers' scheduler in
+	// virtual time: discrete events, no sockets, no bytes.
+	ModeSim Mode = "sim"
+)
+
+// Behavior is what a class of peers does besides downloading.
+type Behavior string
+
+// The behaviors.
+const (
+	// Honest peers download, verify and serve.
+	Honest Behavior = "honest"
+	// Corrupt peers serve chunks with flipped bytes.
+	Corrupt Behavior = "corrupt"
+	// Liar peers claim every chunk in their bitfields and then cannot
+	// serve most of them.
+	Liar Behavior = "liar"
+)
+
+// Link is a host's emulated network attachment.
+type Link struct {
+	// Up and Down are capacities in bytes per second ("1Gbit",
+	// "125MB/s"); 0 means unlimited.
+	Up   units.Rate `yaml:"up" json:"up"`
+	Down units.Rate `yaml:"down" json:"down"`
+	// Latency is the added one-way delay of everything the host sends;
+	// Jitter adds a uniform random [0, Jitter) on top.
+	Latency time.Duration `yaml:"latency" json:"latency"`
+	Jitter  time.Duration `yaml:"jitter" json:"jitter"`
+	// Loss is the fraction of packets lost, in [0, 1). Over TCP the
+	// emulation turns it into retransmission delay (see docs/testbed.md).
+	Loss float64 `yaml:"loss" json:"loss"`
+}
+
+// Origins are the fleet's seeders of last resort.
+type Origins struct {
+	Count int `yaml:"count" json:"count"`
+	Link  `yaml:",inline" json:"link"`
+}
+
+// Class is a group of peers that share a link, labels and behavior.
+type Class struct {
+	Name  string `yaml:"name" json:"name"`
+	Count int    `yaml:"count" json:"count"`
+	Link  `yaml:",inline" json:"link"`
+	// Zones, if set, are assigned to the class's peers round-robin; Racks
+	// splits each zone into that many racks ("r0", "r1", ...).
+	Zones []string `yaml:"zones" json:"zones,omitempty"`
+	Racks int      `yaml:"racks" json:"racks,omitempty"`
+	// JoinAt delays the class's first peer; JoinSpread spreads the joins
+	// of its peers evenly over that window after JoinAt (late joiners).
+	JoinAt     time.Duration `yaml:"join_at" json:"join_at,omitempty"`
+	JoinSpread time.Duration `yaml:"join_spread" json:"join_spread,omitempty"`
+	Behavior   Behavior      `yaml:"behavior" json:"behavior,omitempty"`
+}
+
+// Event changes the fleet at a point in time.
+type Event struct {
+	At time.Duration `yaml:"at" json:"at"`
+	// Action is "leave" (peers stop, gracefully), "kill" (peers stop
+	// without a goodbye) or "join" (stopped peers come back, keeping what
+	// they stored).
+	Action string `yaml:"action" json:"action"`
+	// Count or Fraction (of the class's peers that are running) choose how
+	// many; Class restricts the event to one class (default: any honest
+	// peer).
+	Count    int     `yaml:"count" json:"count,omitempty"`
+	Fraction float64 `yaml:"fraction" json:"fraction,omitempty"`
+	Class    string  `yaml:"class" json:"class,omitempty"`
+	// Incomplete limits leave and kill to peers that have not finished.
+	Incomplete bool `yaml:"incomplete" json:"incomplete,omitempty"`
+}
+
+// Blob is the blob the fleet fetches.
+type Blob struct {
+	Size    units.Size     `yaml:"size" json:"size"`
+	Chunker chunker.Config `yaml:"chunker" json:"chunker"`
+}
+
+// Scenario is one testbed run.
+type Scenario struct {
+	Name    string   `yaml:"name" json:"name"`
+	Mode    Mode     `yaml:"mode" json:"mode"`
+	Seed    uint64   `yaml:"seed" json:"seed"`
+	Blob    Blob     `yaml:"blob" json:"blob"`
+	Origins Origins  `yaml:"origins" json:"origins"`
+	Classes []Class  `yaml:"classes" json:"classes"`
+	Events  []Event  `yaml:"events" json:"events,omitempty"`
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Sample is the period of the time series (default 250ms, or Bound/200
+	// when that is longer).
+	Sample time.Duration `yaml:"sample" json:"sample,omitempty"`
+	// Baselines to run on the same links after the main run:
+	// "origin-only" (every peer downloads from the origin over HTTP) and
+	// "bittorrent" (anacrolix/torrent).
+	Baselines []string `yaml:"baselines" json:"baselines,omitempty"`
+}
+
+// Duration is a time.Duration that YAML and JSON spell "90s".
+type Duration = time.Duration
+
+// Defaults used by Default and WithDefaults.
+const (
+	DefaultPeers    = 20
+	DefaultBlobSize = 64 << 20
+	DefaultRate     = 125_000_000 // 1 Gbit/s
+	DefaultLatency  = time.Millisecond
+	DefaultTimeout  = 10 * time.Minute
+	DefaultSample   = 250 * time.Millisecond
+)
+
+// Default is the scenario `p2pctl testbed run` uses with no file: a flash
+// crowd of DefaultPeers peers on 1 Gbit/s links with 1 ms latency, one
+// origin on the same link, a 64 MiB blob, emulation mode.
+func Default() Scenario {
+	link := Link{Up: DefaultRate, Down: DefaultRate, Latency: DefaultLatency}
+	return Scenario{
+		Name:    "flash-crowd",
+		Mode:    ModeEmu,
+		Seed:    1,
+		Blob:    Blob{Size: DefaultBlobSize},
+		Origins: Origins{Count: 1, Link: link},
+		Classes: []Class{{Name: "default", Count: DefaultPeers, Link: link}},
+	}
+}
+
+// Load reads a scenario from a YAML file over Default's values for the
+// keys it leaves out, except that classes, events and baselines, when
+// given, replace the defaults whole.
+func Load(path string) (Scenario, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("scenario: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse is Load for YAML bytes.
+func Parse(b []byte) (Scenario, error) {
+	s := Default()
+	s.Classes = nil
+	if err := config.Decode(b, &s); err != nil {
+		return Scenario{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if s.Classes == nil {
+		s.Classes = Default().Classes
+	}
+	s = s.WithDefaults()
+	return s, s.Validate()
+}
+
+// WithDefaults fills zero fields: timeout, sample period, chunker sizes,
+// class names and behaviors.
+func (s Scenario) WithDefaults() Scenario {
+	if s.Timeout == 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.Sample == 0 {
+		s.Sample = DefaultSample
+	}
+	if s.Mode == "" {
+		s.Mode = ModeEmu
+	}
+	s.Blob.Chunker = s.Blob.Chunker.WithDefaults()
+	s.Classes = append([]Class(nil), s.Classes...)
+	for i := range s.Classes {
+		c := &s.Classes[i]
+		if c.Name == "" {
+			c.Name = fmt.Sprintf("class%d", i)
+		}
+		if c.Behavior == "" {
+			c.Behavior = Honest
+		}
+	}
+	return s
+}
+
+// Validate reports why s cannot run, wrapping ErrInvalid.
+func (s Scenario) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+	}
+	switch s.Mode {
+	case ModeEmu, ModeNetns, ModeSim:
+	default:
+		return bad("mode %q: want emu, netns or sim", s.Mode)
+	}
+	if s.Blob.Size <= 0 {
+		return bad("blob size %d: want a positive size", s.Blob.Size)
+	}
+	if err := s.Blob.Chunker.Validate(); err != nil {
+		return bad("blob chunker: %v", err)
+	}
+	if s.Origins.Count < 1 {
+		return bad("origins count %d: want at least 1", s.Origins.Count)
+	}
+	if err := s.Origins.Link.validate("origins"); err != nil {
+		return err
+	}
+	if s.Origins.Up <= 0 {
+		return bad("origins up: the origin's upload capacity must be set (the bound needs it)")
+	}
+	if len(s.Classes) == 0 {
+		return bad("no classes of peers")
+	}
+	names := map[string]bool{}
+	honest := 0
+	for _, c := range s.Classes {
+		if names[c.Name] {
+			return bad("class %q is defined twice", c.Name)
+		}
+		names[c.Name] = true
+		if c.Count < 0 {
+			return bad("class %q: count %d is negative", c.Name, c.Count)
+		}
+		if err := c.Link.validate("class " + c.Name); err != nil {
+			return err
+		}
+		switch c.Behavior {
+		case Honest:
+			honest += c.Count
+		case Corrupt, Liar:
+		default:
+			return bad("class %q: behavior %q: want honest, corrupt or liar", c.Name, c.Behavior)
+		}
+		if c.Racks < 0 || c.JoinAt < 0 || c.JoinSpread < 0 {
+			return bad("class %q: racks, join_at and join_spread must not be negative", c.Name)
+		}
+	}
+	if honest == 0 {
+		return bad("no honest peers: nothing to measure")
+	}
+	if s.Mode == ModeNetns && s.NumPeers()+s.Origins.Count > MaxNetnsHosts {
+		return bad("netns mode runs at most %d hosts (peers and origins), not %d", MaxNetnsHosts, s.NumPeers()+s.Origins.Count)
+	}
+	for i, e := range s.Events {
+		switch e.Action {
+		case "leave", "kill", "join":
+		default:
+			return bad("event %d: action %q: want leave, kill or join", i, e.Action)
+		}
+		if e.At < 0 || e.Count < 0 || e.Fraction < 0 || e.Fraction > 1 || (e.Count == 0) == (e.Fraction == 0) {
+			return bad("event %d: want at ≥ 0 and exactly one of count > 0 or fraction in (0, 1]", i)
+		}
+		if e.Class != "" && !names[e.Class] {
+			return bad("event %d: unknown class %q", i, e.Class)
+		}
+	}
+	for _, b := range s.Baselines {
+		if b != "origin-only" && b != "bittorrent" {
+			return bad("baseline %q: want origin-only or bittorrent", b)
+		}
+	}
+	if s.Timeout <= 0 || s.Sample <= 0 {
+		return bad("timeout and sample must be positive")
+	}
+	return nil
+}
+
+// MaxNetnsHosts bounds the processes netns mode starts.
+const MaxNetnsHosts = 64
+
+func (l Link) validate(what string) error {
+	if l.Up < 0 || l.Down < 0 || l.Latency < 0 || l.Jitter < 0 {
+		return fmt.Errorf("%w: %s: rates and delays must not be negative", ErrInvalid, what)
+	}
+	if l.Loss < 0 || l.Loss >= 1 || math.IsNaN(l.Loss) {
+		return fmt.Errorf("%w: %s: loss %v is outside [0, 1)", ErrInvalid, what, l.Loss)
+	}
+	return nil
+}
+
+// NumPeers counts the peers of every class.
+func (s Scenario) NumPeers() int {
+	n := 0
+	for _, c := range s.Classes {
+		n += c.Count
+	}
+	return n
+}
+
+// Peer is one peer of the fleet, as Expand lays it out.
+type Peer struct {
+	Index    int
+	Name     string // "<class>-<i>"
+	Class    string
+	Link     Link
+	Zone     string
+	Rack     string
+	JoinAt   time.Duration
+	Behavior Behavior
+}
+
+// Expand lists the fleet's peers, class by class, with their labels and
+// join times.
+func (s Scenario) Expand() []Peer {
+	var out []Peer
+	for _, c := range s.Classes {
+		for i := range c.Count {
+			p := Peer{Index: len(out), Name: fmt.Sprintf("%s-%d", c.Name, i), Class: c.Name, Link: c.Link, JoinAt: c.JoinAt, Behavior: c.Behavior}
+			if c.Count > 1 && c.JoinSpread > 0 {
+				p.JoinAt += time.Duration(int64(c.JoinSpread) * int64(i) / int64(c.Count-1))
+			}
+			if len(c.Zones) > 0 {
+				z := i % len(c.Zones)
+				p.Zone = c.Zones[z]
+				if c.Racks > 0 {
+					p.Rack = fmt.Sprintf("r%d", (i/len(c.Zones))%c.Racks)
+				}
+			}
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,121 @@
+package scenario
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/p2pd/p2pd/internal/units"
+)
+
+func TestParse(t *testing.T) {
+	s, err := Parse([]byte(`
+name: mixed
+mode: sim
+seed: 7
+blob: {size: 1GiB}
+origins: {count: 2, up: 1Gbit, down: 1Gbit, latency: 2ms}
+classes:
+  - {name: fast, count: 90, up: 1Gbit, down: 1Gbit, latency: 1ms, zones: [a, b], racks: 2}
+  - {name: slow, count: 10, up: 100Mbit, down: 200Mbit, join_at: 5s, join_spread: 9s}
+  - {name: bad, count: 2, up: 1Gbit, down: 1Gbit, behavior: corrupt}
+events:
+  - {at: 10s, action: kill, fraction: 0.2, class: fast, incomplete: true}
+baselines: [origin-only]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Mode != ModeSim || s.Seed != 7 || s.Blob.Size != 1<<30 || s.NumPeers() != 102 || s.Timeout != DefaultTimeout {
+		t.Fatalf("parsed %+v", s)
+	}
+	peers := s.Expand()
+	if len(peers) != 102 || peers[0].Zone != "a" || peers[1].Zone != "b" || peers[2].Rack != "r1" {
+		t.Fatalf("expand: %+v %+v %+v", peers[0], peers[1], peers[2])
+	}
+	slow := peers[90:100]
+	if slow[0].JoinAt != 5*time.Second || slow[9].JoinAt != 14*time.Second || slow[0].Link.Up != 12_500_000 {
+		t.Fatalf("slow joiners: %+v ... %+v", slow[0], slow[9])
+	}
+	if peers[101].Behavior != Corrupt || peers[0].Behavior != Honest {
+		t.Fatal("behaviors not expanded")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown key":      "peers: 3\n",
+		"bad mode":         "mode: fast\n",
+		"bad rate":         "origins: {count: 1, up: quick}\n",
+		"no origin":        "origins: {count: 0, up: 1Gbit}\n",
+		"no origin upload": "origins: {count: 1, up: 0}\n",
+		"loss":             "classes: [{name: a, count: 1, loss: 1}]\n",
+		"dup class":        "classes: [{name: a, count: 1}, {name: a, count: 1}]\n",
+		"only byzantine":   "classes: [{name: a, count: 3, behavior: liar}]\n",
+		"event count":      "events: [{at: 1s, action: kill}]\n",
+		"event class":      "events: [{at: 1s, action: kill, count: 1, class: nope}]\n",
+		"event action":     "events: [{at: 1s, action: explode, count: 1}]\n",
+		"baseline":         "baselines: [carrier-pigeon]\n",
+		"netns size":       "mode: netns\nclasses: [{name: a, count: 64}]\n",
+		"two documents":    "seed: 1\n---\nseed: 2\n",
+	} {
+		if _, err := Parse([]byte(doc)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Parse = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestBound(t *testing.T) {
+	// Kraken's published run: 3 GB to 2,600 hosts at 300 MB/s. With the
+	// origin at the same 300 MB/s, the aggregate term is
+	// 2600·3e9/(300e6·2601) ≈ 10.0 s, which is what makes p50 = 10 s
+	// "≈ 1.0× the bound".
+	s := Default()
+	s.Blob.Size = 3_000_000_000
+	s.Origins = Origins{Count: 1, Link: Link{Up: 300_000_000, Down: 300_000_000}}
+	s.Classes = []Class{{Name: "host", Count: 2600, Behavior: Honest, Link: Link{Up: 300_000_000, Down: 300_000_000}}}
+	s = s.WithDefaults()
+	b := s.Bound()
+	if math.Abs(b.Seconds-10) > 0.01 || b.OriginTerm != 10 || b.DownloadTerm != 10 {
+		t.Fatalf("Kraken bound = %+v, want 10 s", b)
+	}
+	// The origin is the bottleneck when it is slow.
+	s.Origins.Up = 30_000_000
+	if b := s.Bound(); b.Seconds != 100 {
+		t.Fatalf("slow origin: %+v, want 100 s", b)
+	}
+	// Byzantine peers count for nothing; a slow class sets d_min.
+	s.Origins.Up = 300_000_000
+	s.Classes = append(s.Classes, Class{Name: "slow", Count: 1, Behavior: Honest, Link: Link{Up: 300_000_000, Down: 100_000_000}},
+		Class{Name: "bad", Count: 1000, Behavior: Liar, Link: Link{Up: 1e12, Down: 1e12}})
+	if b := s.Bound(); b.Seconds != 30 || b.DownloadTerm != 30 {
+		t.Fatalf("with a slow class: %+v, want 30 s", b)
+	}
+	if b.Pipeline <= 0 {
+		t.Fatalf("pipeline term %v", b.Pipeline)
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	s := Default()
+	s.Classes = append(s.Classes, Class{Name: "slow", Count: 5, Link: Link{Up: 1, Down: 1}})
+	n, size, up := 100, int64(1<<20), units.Rate(1000)
+	lat := 3 * time.Millisecond
+	mode := ModeSim
+	got, err := Overrides{Peers: &n, BlobSize: &size, PeerUp: &up, Latency: &lat, Mode: &mode}.Apply(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NumPeers() != 100 || got.Classes[1].Count != 20 || got.Blob.Size != 1<<20 || got.Classes[1].Up != 1000 ||
+		got.Origins.Latency != lat || got.Mode != ModeSim || got.Classes[0].Down != DefaultRate {
+		t.Fatalf("applied: %+v", got)
+	}
+	if s.Classes[1].Count != 5 {
+		t.Fatal("Apply changed its input")
+	}
+	zero := 0
+	if _, err := (Overrides{Peers: &zero}).Apply(Default()); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("zero peers: %v", err)
+	}
+}
