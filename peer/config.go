@@ -73,6 +73,12 @@ type Config struct {
 	// and read from, each peer. 0 means unlimited.
 	UploadRate   int64 `yaml:"upload_rate"`
 	DownloadRate int64 `yaml:"download_rate"`
+	// HostUploadRate and HostDownloadRate cap all of the host's TCP
+	// traffic, every peer together, protocol overhead included, in bytes
+	// per second (0 = unlimited): what keeps a fleet-wide push from
+	// flooding a production link. QUIC connections are not capped.
+	HostUploadRate   int64 `yaml:"host_upload_rate"`
+	HostDownloadRate int64 `yaml:"host_download_rate"`
 	// RequestTimeout is how long a chunk or manifest request may stay
 	// unanswered before it is retried elsewhere (default 10s). It sets
 	// Sched.RequestTimeout unless that is set.
@@ -169,6 +175,8 @@ func (c Config) Validate() error {
 		return bad("max_conns, max_inbound, upload_slots, put_workers and penalty_threshold must not be negative")
 	case c.UploadRate < 0 || c.DownloadRate < 0:
 		return bad("upload_rate %d and download_rate %d must not be negative (0 is unlimited)", c.UploadRate, c.DownloadRate)
+	case c.HostUploadRate < 0 || c.HostDownloadRate < 0:
+		return bad("host_upload_rate %d and host_download_rate %d must not be negative (0 is unlimited)", c.HostUploadRate, c.HostDownloadRate)
 	case c.PieceSize < 0 || c.PieceSize > peerwire.MaxDataPayload:
 		return bad("piece_size %d is outside 1..%d", c.PieceSize, peerwire.MaxDataPayload)
 	case c.RequestTimeout < 0, c.ManifestTimeout < 0, c.DialTimeout < 0, c.BanDuration < 0:

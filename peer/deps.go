@@ -8,6 +8,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/clock"
+	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer/store"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
@@ -61,4 +62,8 @@ type Deps struct {
 	// Registry receives the engine's metrics (default: a private
 	// registry).
 	Registry prometheus.Registerer
+	// Link, if set, shapes every TCP connection of the engine's host: the
+	// testbed's emulated links. Without it, Config.HostUploadRate and
+	// HostDownloadRate build one.
+	Link *shape.Link
 }

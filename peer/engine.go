@@ -19,6 +19,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/clock"
+	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 )
@@ -42,6 +43,7 @@ type Engine struct {
 	log     *slog.Logger
 	met     *metrics
 	bufs    bufPool
+	link    *shape.Link // shapes the host's TCP connections, or nil
 
 	slots chan struct{} // upload slots; a send takes one
 	putq  chan *putJob  // received chunks to verify and store
@@ -105,6 +107,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		cfg:        cfg,
 		store:      deps.Store,
 		tracker:    countingTracker{Tracker: deps.Tracker, m: met},
+		link:       deps.Link,
 		clock:      deps.Clock,
 		log:        deps.Logger.With("component", "peer"),
 		met:        met,
@@ -157,7 +160,11 @@ func (e *Engine) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h, err := NewHost(e.cfg, key)
+	link := e.link
+	if link == nil {
+		link = shape.New(shape.Config{Up: e.cfg.HostUploadRate, Down: e.cfg.HostDownloadRate})
+	}
+	h, err := NewHost(e.cfg, key, link)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
+	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 )
 
@@ -28,9 +29,15 @@ import (
 // both connections get the same address pair, TCP merges them into one
 // (a simultaneous open), and the TLS handshake fails because both ends
 // act as the client.
-func TransportOptions(enableQUIC bool) libp2p.Option {
+//
+// With a link, TCP connections go through it (shapedTCP).
+func TransportOptions(enableQUIC bool, link *shape.Link) libp2p.Option {
+	tcpOpt := libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport())
+	if link != nil {
+		tcpOpt = libp2p.Transport(newShapedTCP(link))
+	}
 	opts := []libp2p.Option{
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		tcpOpt,
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 	}
@@ -46,7 +53,8 @@ func TransportOptions(enableQUIC bool) libp2p.Option {
 // relaying (no mDNS, no DHT, no relay, no NAT port mapping, no libp2p
 // metrics on the global Prometheus registry). The caller owns the host and
 // closes it. testbed/transferbench uses it to measure raw streams on the same stack.
-func NewHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
+// link, if not nil, shapes its TCP connections.
+func NewHost(cfg Config, key crypto.PrivKey, link *shape.Link) (host.Host, error) {
 	cfg = cfg.WithDefaults()
 	mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(ResourceLimits()))
 	if err != nil {
@@ -55,7 +63,7 @@ func NewHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
-		TransportOptions(cfg.EnableQUIC),
+		TransportOptions(cfg.EnableQUIC, link),
 		libp2p.ResourceManager(mgr),
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
 		libp2p.DisableRelay(),

@@ -153,3 +153,45 @@ func TestResendWindow(t *testing.T) {
 		t.Errorf("upload_deferred metric %v, want 1", got)
 	}
 }
+
+// The host-wide caps shape every connection of the host: two peers
+// pulling from an origin capped at rate share it, so the pulls take at
+// least the time the cap allows for both copies (a lower bound: a slow
+// machine only makes them slower).
+func TestHostUploadRate(t *testing.T) {
+	const rate = 4 << 20
+	tr := startTracker(t)
+	c := peertest.NewCluster(t, tr, peertest.ClusterOptions{Peers: 2, Config: func(name string, cfg *peer.Config) {
+		if name == "origin" {
+			cfg.HostUploadRate = rate
+			cfg.ResendWindow = -1 // let the origin send both copies
+		}
+	}})
+	data := chunkertest.Bytes(13, 2<<20)
+	m := peertest.SeedBlob(t, c.Origin, bytes.NewReader(data), peertest.SmallChunks)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	var g errgroup.Group
+	for _, n := range c.Peers {
+		g.Go(func() error {
+			_, err := n.Engine.Pull(ctx, m.Digest, peer.PullOptions{})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	fromOrigin := int64(0)
+	for _, n := range c.Peers {
+		verifyCopy(t, n, m, data)
+		fromOrigin += int64(n.Stats().BytesFromOrigins)
+	}
+	// Burst allowance: the bucket starts full (64 KiB).
+	min := time.Duration(float64(fromOrigin-(64<<10)) / rate * float64(time.Second))
+	t.Logf("%d bytes from the origin in %v (cap %d B/s)", fromOrigin, took, rate)
+	if took < min {
+		t.Errorf("the origin sent %d bytes in %v, faster than its %d B/s cap allows (%v)", fromOrigin, took, rate, min)
+	}
+}

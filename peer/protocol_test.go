@@ -30,7 +30,7 @@ func rawHost(t *testing.T) host.Host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := peer.NewHost(peer.Config{}, key)
+	h, err := peer.NewHost(peer.Config{}, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -318,12 +318,12 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 	if err != nil {
 		return err
 	}
-	src, err := peer.NewHost(cfg, k1)
+	src, err := peer.NewHost(cfg, k1, nil)
 	if err != nil {
 		return fmt.Errorf("transferbench: raw host: %w", err)
 	}
 	defer src.Close()
-	dst, err := peer.NewHost(cfg, k2)
+	dst, err := peer.NewHost(cfg, k2, nil)
 	if err != nil {
 		return fmt.Errorf("transferbench: raw host: %w", err)
 	}
