@@ -12,13 +12,18 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/p2pd/p2pd/internal/clock"
 	"github.com/p2pd/p2pd/internal/units"
 )
+
+// redrawInterval is the shortest time between two draws by Add or Set.
+const redrawInterval = 100 * time.Millisecond
 
 // Bar is a progress bar for a known total. A nil *Bar is valid and draws
 // nothing, which is what New returns when w is not a terminal.
 type Bar struct {
 	mu     sync.Mutex
+	clock  clock.Clock
 	w      io.Writer
 	label  string
 	total  int64
@@ -30,12 +35,17 @@ type Bar struct {
 
 // New returns a bar writing to w, or nil when w is not a terminal or quiet is set.
 func New(w io.Writer, label string, total int64, quiet bool) *Bar {
+	return newBar(w, label, total, quiet, clock.Real())
+}
+
+// newBar is New on clk, which times the rate, the ETA and the redraws.
+func newBar(w io.Writer, label string, total int64, quiet bool, clk clock.Clock) *Bar {
 	f, ok := w.(*os.File)
 	if quiet || !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil
 	}
-	now := time.Now()
-	return &Bar{w: w, label: label, total: total, start: now, last: now}
+	now := clk.Now()
+	return &Bar{clock: clk, w: w, label: label, total: total, start: now, last: now}
 }
 
 // Add records n more bytes and redraws at most ten times a second.
@@ -46,10 +56,7 @@ func (b *Bar) Add(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.done += n
-	if now := time.Now(); now.Sub(b.last) >= 100*time.Millisecond {
-		b.last = now
-		b.draw(now)
-	}
+	b.redrawLocked()
 }
 
 // Set records the absolute progress, replacing the count, and a detail
@@ -61,20 +68,26 @@ func (b *Bar) Set(done int64, detail string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.done, b.detail = done, detail
-	if now := time.Now(); now.Sub(b.last) >= 100*time.Millisecond {
+	b.redrawLocked()
+}
+
+// redrawLocked draws if the last draw is at least redrawInterval old.
+func (b *Bar) redrawLocked() {
+	if now := b.clock.Now(); now.Sub(b.last) >= redrawInterval {
 		b.last = now
 		b.draw(now)
 	}
 }
 
-// Finish draws the final state and ends the line.
+// Finish always draws the final state, however recent the last draw, and
+// ends the line.
 func (b *Bar) Finish() {
 	if b == nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.draw(time.Now())
+	b.draw(b.clock.Now())
 	fmt.Fprintln(b.w)
 }
 

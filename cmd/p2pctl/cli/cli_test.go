@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +16,17 @@ import (
 
 func run(t *testing.T, stdin []byte, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, bytes.NewReader(stdin), &out, &errb)
-	return code, out.String(), errb.String()
+	var errb bytes.Buffer
+	code, out := runTo(context.Background(), stdin, &errb, args...)
+	return code, out, errb.String()
+}
+
+// runTo runs p2pctl with stderr going to w (a terminal, say) and returns
+// its exit code and stdout.
+func runTo(ctx context.Context, stdin []byte, stderr io.Writer, args ...string) (int, string) {
+	var out bytes.Buffer
+	code := Main(ctx, args, bytes.NewReader(stdin), &out, stderr)
+	return code, out.String()
 }
 
 func writeFile(t *testing.T, name string, b []byte) string {

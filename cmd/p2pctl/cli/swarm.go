@@ -64,14 +64,25 @@ again while writing: a mismatch leaves no file and exits with code 3. Without
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			var bar *progress.Bar
-			blob, err := c.Pull(ctx, d, func(p ctlwire.Progress) {
+			var (
+				bar  *progress.Bar
+				last ctlwire.Progress
+			)
+			show := func(p ctlwire.Progress) {
 				if bar == nil {
 					bar = progress.New(g.stderr, "pull", p.Size, g.quiet || g.json)
 				}
+				last = p
 				bar.Set(p.Bytes, fmt.Sprintf("peers %s, origin %s, %d conns",
 					units.FormatSize(p.BytesFromPeers), units.FormatSize(p.BytesFromOrigins), p.Peers))
-			})
+			}
+			blob, err := c.Pull(ctx, d, show)
+			if err == nil {
+				// The daemon sends progress at most every 200ms, so the last
+				// update may predate the end: the final line shows the result.
+				show(ctlwire.Progress{Bytes: blob.Size, Size: blob.Size, Peers: last.Peers,
+					BytesFromPeers: blob.BytesFromPeers, BytesFromOrigins: blob.BytesFromOrigins})
+			}
 			bar.Finish()
 			if err != nil {
 				return fmt.Errorf("pull %s: %w", d, err)
