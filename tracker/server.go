@@ -258,6 +258,9 @@ func (s *Server) handleSwarm(w http.ResponseWriter, r *http.Request) {
 		BytesFromPeers:   snap.UploadedByPeers,
 		Manifest:         snap.Manifest,
 	}
+	if r.URL.RawQuery == trackerwire.SwarmChunksQuery {
+		st.Replication = replication(snap)
+	}
 	for i, rec := range snap.Records {
 		st.Peers[i] = trackerwire.PeerStatus{
 			PeerID: rec.PeerID, Role: rec.Role, Have: rec.Have, Complete: rec.Complete,
@@ -272,6 +275,27 @@ func (s *Server) handleSwarm(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, &st)
+}
+
+// replication counts, per chunk, the peers (not origins) holding it.
+func replication(snap *peerstore.Snapshot) []uint32 {
+	out := make([]uint32, snap.NumChunks)
+	for _, rec := range snap.Records {
+		switch {
+		case rec.IsOrigin():
+		case rec.Complete:
+			for i := range out {
+				out[i]++
+			}
+		default:
+			for i := range out {
+				if rec.Bitfield.Has(uint32(i)) {
+					out[i]++
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) handleSwarms(w http.ResponseWriter, r *http.Request) {

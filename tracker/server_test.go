@@ -131,6 +131,17 @@ func TestAnnounceAndStatus(t *testing.T) {
 	if st.BytesFromOrigins != 5000 || st.BytesFromPeers != 10*100 {
 		t.Fatalf("bytes from origins %d, peers %d", st.BytesFromOrigins, st.BytesFromPeers)
 	}
+	if st.Replication != nil {
+		t.Fatalf("replication sent without being asked for")
+	}
+	// peer-i holds chunk i; the seeder holds all; the origin is not counted.
+	rs, err := e.client.SwarmReplication(ctx, blobA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Replication) != 100 || rs.Replication[0] != 2 || rs.Replication[9] != 2 || rs.Replication[10] != 1 || rs.Replication[99] != 1 {
+		t.Fatalf("replication %v", rs.Replication)
+	}
 	p0 := st.Peers[1] // sorted: origin-1, peer-0, ...
 	if p0.PeerID != "peer-0" || p0.Have != 1 || p0.Zone != "z1" || p0.Rack != "r1" || p0.Downloaded != 300 ||
 		p0.DownloadedFromOrigins != 200 || !p0.LastSeen.Equal(e.clk.Now()) {

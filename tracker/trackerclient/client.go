@@ -143,6 +143,16 @@ func (c *Client) Swarm(ctx context.Context, blob chunker.Digest) (*trackerwire.S
 	return &st, nil
 }
 
+// SwarmReplication is Swarm with SwarmStatus.Replication filled in: how
+// many peers hold each chunk.
+func (c *Client) SwarmReplication(ctx context.Context, blob chunker.Digest) (*trackerwire.SwarmStatus, error) {
+	var st trackerwire.SwarmStatus
+	if err := c.do(ctx, http.MethodGet, trackerwire.SwarmPath(blob)+"?"+trackerwire.SwarmChunksQuery, nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // Swarms lists the tracker's swarms.
 func (c *Client) Swarms(ctx context.Context) ([]trackerwire.SwarmSummary, error) {
 	var list trackerwire.SwarmList
@@ -167,7 +177,12 @@ func (c *Client) Health(ctx context.Context) error {
 // do sends a request and decodes a 200 answer into out.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	u := *c.base
-	u.Path += path
+	if p, q, ok := strings.Cut(path, "?"); ok {
+		u.Path += p
+		u.RawQuery = q
+	} else {
+		u.Path += path
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

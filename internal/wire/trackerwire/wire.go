@@ -215,7 +215,14 @@ type SwarmStatus struct {
 	// Manifest is the manifest ID the swarm's live origins announced, when
 	// at least one did and they all agree; zero otherwise.
 	Manifest chunker.Digest `json:"manifest,omitzero"`
+	// Replication, when asked for (SwarmChunksQuery), counts for each
+	// chunk the live peers of role peer that hold it.
+	Replication []uint32 `json:"replication,omitempty"`
 }
+
+// SwarmChunksQuery is the query that asks GET /v1/swarms/{digest} for
+// SwarmStatus.Replication.
+const SwarmChunksQuery = "chunks=1"
 
 // PeerStatus is one peer's record in a SwarmStatus.
 type PeerStatus struct {
