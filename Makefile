@@ -3,6 +3,7 @@ GO        ?= go
 BIN       := bin
 FUZZTIME  ?= 30s
 HUGE_GIB  ?= 10
+PEER_RSS_SIZE ?= 4GiB
 PKGS      := ./...
 
 .DEFAULT_GOAL := help
@@ -38,6 +39,10 @@ bench: build ## Go benchmarks, the chunker bench at 4 GiB, and a $(HUGE_GIB) GiB
 	$(BIN)/p2pctl bench chunker --size 4GiB
 	$(BIN)/p2pctl bench transfer --size 1GiB
 	$(GO) test -count=1 -run '^TestHugeStream$$' -timeout 30m -v ./chunker -chunker.huge=$(HUGE_GIB)
+
+.PHONY: peer-rss
+peer-rss: ## peer RSS while it pulls, then serves, a PEER_RSS_SIZE blob (default 4GiB; needs 3x that in TMPDIR)
+	GO=$(GO) ./scripts/peer-rss.sh $(PEER_RSS_SIZE)
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s); crashers land in testdata/fuzz as regression seeds

@@ -12,9 +12,13 @@ import (
 	"github.com/p2pd/p2pd/cmd/p2pd/cli"
 )
 
-func main() {
+func main() { os.Exit(run(os.Args[1:])) }
+
+// run is p2pd short of os.Exit: SIGINT and SIGTERM cancel the context,
+// which stops the role gracefully, and the result is the exit code. The
+// shutdown tests run the test binary as p2pd through it.
+func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	defer stop()
+	return cli.Main(ctx, args, os.Stdout, os.Stderr)
 }

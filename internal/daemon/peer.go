@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer"
@@ -37,6 +38,17 @@ type NodeConfig struct {
 	Peer    peer.Config  `yaml:"peer"`
 	Store   store.Config `yaml:"store"`
 	Log     LogConfig    `yaml:"log"`
+	// Hooks are set by the testbed, never by a config file.
+	Hooks Hooks `yaml:"-"`
+}
+
+// Hooks let the testbed emulate a fleet with the same wiring as p2pd.
+type Hooks struct {
+	// Link shapes the engine's TCP connections (an emulated link).
+	Link *shape.Link
+	// WrapStore, if set, stands between the engine and its store: the
+	// testbed's byzantine peers lie and corrupt through it.
+	WrapStore func(peer.Store) peer.Store
 }
 
 func (c NodeConfig) withDefaults(role trackerwire.Role) NodeConfig {
@@ -85,7 +97,11 @@ func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineSta
 		return nil, err
 	}
 	reg := newRegistry()
-	eng, err := peer.New(c.Peer, peer.Deps{Store: st, Tracker: tc, Logger: lg.With("component", "peer"), Registry: reg})
+	var ps peer.Store = st
+	if c.Hooks.WrapStore != nil {
+		ps = c.Hooks.WrapStore(st)
+	}
+	eng, err := peer.New(c.Peer, peer.Deps{Store: ps, Tracker: tc, Logger: lg.With("component", "peer"), Registry: reg, Link: c.Hooks.Link})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -99,14 +115,20 @@ func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineSta
 	return &engineStack{store: st, engine: eng, tc: tc, reg: reg, tcURL: c.Tracker}, nil
 }
 
-// close stops the engine (finishing or discarding chunk writes in flight)
-// and then closes the store.
+// close stops the engine and then closes the store.
 func (s *engineStack) close(ctx context.Context) error {
+	return errors.Join(s.closeEngine(ctx), s.store.Close())
+}
+
+// closeEngine stops the engine, finishing or discarding chunk writes in
+// flight; Pulls in progress fail with peer.ErrClosed. It outlives ctx's
+// cancellation, bounded by 30s.
+func (s *engineStack) closeEngine(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	err := s.engine.Close(ctx)
 	s.tc.CloseIdleConnections()
-	return errors.Join(err, s.store.Close())
+	return err
 }
 
 // PeerConfig is the YAML configuration of `p2pd peer`.
@@ -155,8 +177,20 @@ func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error
 	n.Addrs["p2p"] = es.engine.Addrs()[0]
 	ctl := control.New(engineAdapter{es}, es.reg, lg)
 	n.run(ctx, func(ctx context.Context) error {
-		err := ctl.Serve(ctx, ln)
-		return errors.Join(err, es.close(ctx))
+		served := make(chan error, 1)
+		go func() { served <- ctl.Serve(ctx, ln) }()
+		select {
+		case err := <-served: // serving failed
+			return errors.Join(err, es.close(ctx))
+		case <-ctx.Done():
+		}
+		// The engine stops while the control API shuts down: that ends
+		// the pulls in progress, whose requests the API's graceful
+		// shutdown would otherwise wait for until its timeout, pulling
+		// on after the signal. The store closes last, once no request
+		// can read it.
+		err := es.closeEngine(ctx)
+		return errors.Join(<-served, err, es.store.Close())
 	})
 	return n, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/p2pd/p2pd/internal/clock"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/byzantine"
 	"github.com/p2pd/p2pd/peer/store"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
@@ -237,20 +238,9 @@ func Eventually(t testing.TB, d time.Duration, f func() error) {
 	}
 }
 
-// CorruptReads wraps a store so that every chunk read from it has one
-// byte flipped: a node using it serves corrupt chunks (its own Has and
-// Put are untouched).
-func CorruptReads(s peer.Store) peer.Store { return corruptStore{s} }
-
-type corruptStore struct{ peer.Store }
-
-func (c corruptStore) ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error) {
-	b, err := c.Store.ReadChunk(ctx, d, dst)
-	if err == nil && len(b) > 0 {
-		b[len(b)/2] ^= 0x55
-	}
-	return b, err
-}
+// CorruptReads is byzantine.CorruptReads: a node using it serves corrupt
+// chunks.
+func CorruptReads(s peer.Store) peer.Store { return byzantine.CorruptReads(s) }
 
 // LogRecorder sends a node's logs to the test log (Warn and above, or
 // everything with P2PD_TEST_DEBUG=1) and keeps every record's message and
