@@ -109,7 +109,11 @@ type Event struct {
 
 // Blob is the blob the fleet fetches.
 type Blob struct {
-	Size    units.Size     `yaml:"size" json:"size"`
+	Size units.Size `yaml:"size" json:"size"`
+	// Chunk, if set, is the average chunk size ("1MiB", a power of two);
+	// the minimum and maximum are a quarter and four times it. Chunker
+	// sets all three in bytes instead.
+	Chunk   units.Size     `yaml:"chunk" json:"chunk,omitempty"`
 	Chunker chunker.Config `yaml:"chunker" json:"chunker"`
 }
 
@@ -196,6 +200,11 @@ func (s Scenario) WithDefaults() Scenario {
 	}
 	if s.Mode == "" {
 		s.Mode = ModeEmu
+	}
+	if s.Blob.Chunk > 0 {
+		avg := int(s.Blob.Chunk)
+		s.Blob.Chunker = chunker.Config{MinSize: avg / 4, AvgSize: avg, MaxSize: avg * 4}
+		s.Blob.Chunk = 0
 	}
 	s.Blob.Chunker = s.Blob.Chunker.WithDefaults()
 	s.Classes = append([]Class(nil), s.Classes...)

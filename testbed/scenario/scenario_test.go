@@ -14,7 +14,7 @@ func TestParse(t *testing.T) {
 name: mixed
 mode: sim
 seed: 7
-blob: {size: 1GiB}
+blob: {size: 1GiB, chunk: 256KiB}
 origins: {count: 2, up: 1Gbit, down: 1Gbit, latency: 2ms}
 classes:
   - {name: fast, count: 90, up: 1Gbit, down: 1Gbit, latency: 1ms, zones: [a, b], racks: 2}
@@ -27,7 +27,8 @@ baselines: [origin-only]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Mode != ModeSim || s.Seed != 7 || s.Blob.Size != 1<<30 || s.NumPeers() != 102 || s.Timeout != DefaultTimeout {
+	if s.Mode != ModeSim || s.Seed != 7 || s.Blob.Size != 1<<30 || s.NumPeers() != 102 || s.Timeout != DefaultTimeout ||
+		s.Blob.Chunker.AvgSize != 256<<10 || s.Blob.Chunker.MinSize != 64<<10 || s.Blob.Chunker.MaxSize != 1<<20 {
 		t.Fatalf("parsed %+v", s)
 	}
 	peers := s.Expand()
