@@ -130,10 +130,6 @@ func (f *fleet) peerConfig() peer.Config {
 	return cfg
 }
 
-func linkOf(l scenario.Link, seed uint64) *shape.Link {
-	return shape.New(shape.Config{Up: int64(l.Up), Down: int64(l.Down), Latency: l.Latency, Jitter: l.Jitter, Loss: l.Loss, Seed: seed})
-}
-
 // setup starts the tracker and the origins and pushes the blob to every
 // origin.
 func (f *fleet) setup(ctx context.Context) error {
@@ -154,7 +150,7 @@ func (f *fleet) setup(ctx context.Context) error {
 				DataDir: filepath.Join(f.dir, fmt.Sprintf("origin-%d", i)),
 				Tracker: f.tracker.URL("http"),
 				Peer:    f.peerConfig(),
-				Hooks:   daemon.Hooks{Link: linkOf(f.s.Origins.Link, f.s.Seed+uint64(i)<<32)},
+				Hooks:   daemon.Hooks{Link: f.s.OriginLink(i)},
 			},
 			Listen: "127.0.0.1:0",
 			Origin: origin.Config{Chunker: f.s.Blob.Chunker},
@@ -179,7 +175,7 @@ func (f *fleet) setup(ctx context.Context) error {
 		f.members = append(f.members, &member{
 			spec: p,
 			dir:  filepath.Join(f.dir, p.Name),
-			link: linkOf(p.Link, f.s.Seed^uint64(p.Index+1)*0x9e3779b97f4a7c15),
+			link: f.s.PeerLink(p),
 		})
 	}
 	return nil
@@ -194,7 +190,7 @@ func (f *fleet) run(ctx context.Context) (*result.Result, error) {
 	meter := result.NewHostMeter(f.start, nil)
 	for _, m := range f.members {
 		f.wg.Go(func() {
-			if !f.sleepUntil(ctx, m.spec.JoinAt) {
+			if !scenario.SleepUntil(ctx, f.start.Add(m.spec.JoinAt)) {
 				return
 			}
 			f.startPeer(ctx, m)
@@ -202,7 +198,7 @@ func (f *fleet) run(ctx context.Context) (*result.Result, error) {
 	}
 	for _, ev := range f.s.Events {
 		f.wg.Go(func() {
-			if f.sleepUntil(ctx, ev.At) {
+			if scenario.SleepUntil(ctx, f.start.Add(ev.At)) {
 				f.apply(ctx, ev)
 			}
 		})
@@ -259,22 +255,6 @@ func (f *fleet) run(ctx context.Context) (*result.Result, error) {
 		res.Peers = append(res.Peers, p)
 	}
 	return res, nil
-}
-
-// sleepUntil waits until the run is d old; false if ctx ended first.
-func (f *fleet) sleepUntil(ctx context.Context, d time.Duration) bool {
-	wait := time.Until(f.start.Add(d))
-	if wait <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // settled reports whether every honest peer has completed or left, and

@@ -7,7 +7,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/testbed"
 	"github.com/p2pd/p2pd/testbed/result"
 	"github.com/p2pd/p2pd/testbed/scenario"
@@ -17,18 +16,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, testbed.IgnoredGoroutines()...)
 }
 
-// small returns a flash crowd of n peers on links slow enough that the
-// links, not this machine, set the pace: 4 MiB, 64 KiB chunks, peers and
-// origin at 32 Mbit/s (4 MB/s), 2 ms latency.
-func small(n int) scenario.Scenario {
-	s := scenario.Default()
-	s.Blob = scenario.Blob{Size: 4 << 20, Chunker: chunker.Config{MinSize: 16 << 10, AvgSize: 64 << 10, MaxSize: 256 << 10}}
-	link := scenario.Link{Up: 4_000_000, Down: 4_000_000, Latency: 2 * time.Millisecond}
-	s.Origins = scenario.Origins{Count: 1, Link: link}
-	s.Classes = []scenario.Class{{Name: "peer", Count: n, Link: link}}
-	s.Timeout = 2 * time.Minute
-	return s.WithDefaults()
-}
+func small(n int) scenario.Scenario { return scenario.Small(n) }
 
 func run(t *testing.T, s scenario.Scenario) (*result.Result, *result.Summary) {
 	t.Helper()

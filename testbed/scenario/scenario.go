@@ -358,3 +358,19 @@ func (s Scenario) Expand() []Peer {
 	}
 	return out
 }
+
+// Small is a flash crowd of n peers on links slow enough that the links,
+// not the machine, set the pace even under the race detector: a 4 MiB
+// blob in 64 KiB chunks, one origin and the peers at 4 MB/s (32 Mbit/s),
+// 2 ms latency. Its bound is 1.05 s (F/u_s and F/d). Tests of every mode
+// use it.
+func Small(n int) Scenario {
+	s := Default()
+	s.Name = "small"
+	s.Blob = Blob{Size: 4 << 20, Chunker: chunker.Config{MinSize: 16 << 10, AvgSize: 64 << 10, MaxSize: 256 << 10}}
+	link := Link{Up: 4_000_000, Down: 4_000_000, Latency: 2 * time.Millisecond}
+	s.Origins = Origins{Count: 1, Link: link}
+	s.Classes = []Class{{Name: "peer", Count: n, Link: link}}
+	s.Timeout = 2 * time.Minute
+	return s.WithDefaults()
+}
