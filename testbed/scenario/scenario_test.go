@@ -3,6 +3,7 @@ package scenario
 import (
 	"errors"
 	"math"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -118,5 +119,23 @@ func TestOverrides(t *testing.T) {
 	zero := 0
 	if _, err := (Overrides{Peers: &zero}).Apply(Default()); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("zero peers: %v", err)
+	}
+}
+
+// TestShippedScenarios: every file in scenarios/ parses and validates.
+func TestShippedScenarios(t *testing.T) {
+	files, err := filepath.Glob("../../scenarios/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios found: %v", err)
+	}
+	for _, f := range files {
+		s, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if b := s.Bound(); b.Seconds <= 0 {
+			t.Errorf("%s: bound %+v", f, b)
+		}
 	}
 }
