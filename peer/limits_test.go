@@ -3,12 +3,14 @@ package peer_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
 	"github.com/p2pd/p2pd/internal/clock"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
@@ -193,5 +195,79 @@ func TestHostUploadRate(t *testing.T) {
 	t.Logf("%d bytes from the origin in %v (cap %d B/s)", fromOrigin, took, rate)
 	if took < min {
 		t.Errorf("the origin sent %d bytes in %v, faster than its %d B/s cap allows (%v)", fromOrigin, took, rate, min)
+	}
+}
+
+// A request refused for want of an upload slot does not count as the
+// chunk being sent: under the resend window, the next peer asking for it
+// once a slot is free gets it. (It used to be claimed before the slot
+// check, holding the chunk back from everyone for the whole window.)
+func TestBusyRefusalDoesNotClaimChunk(t *testing.T) {
+	tr := startTracker(t)
+	cfg := peertest.TestConfig()
+	cfg.UploadSlots = 1
+	cfg.ResendWindow = time.Hour
+	cfg.UploadRate = 512 << 10 // keep the first upload going for a while
+	cfg.PieceSize = 16 << 10
+	n := peertest.StartNode(t, "server", tr, cfg)
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(14, 1<<20)), peertest.SmallChunks)
+	x, y := m.Chunks[0], m.Chunks[1]
+
+	request := func(name string, c chunker.Chunk) (network.Stream, *peerwire.Decoder) {
+		h := rawHost(t)
+		s, dec := rawStream(t, h, n)
+		hello(t, h, s, dec)
+		if err := peerwire.Encode(s, peerwire.Request{ReqID: 1, Chunk: c.Digest}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return s, dec
+	}
+	// next returns the next Data or Reject for request 1.
+	next := func(name string, dec *peerwire.Decoder) peerwire.Message {
+		t.Helper()
+		for {
+			msg, err := dec.Next()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			switch msg := msg.(type) {
+			case peerwire.Data, peerwire.Reject:
+				return msg
+			}
+		}
+	}
+	// A takes the only slot with chunk x.
+	_, decA := request("A", x)
+	if msg, ok := next("A", decA).(peerwire.Data); !ok {
+		t.Fatalf("A: %#v, want Data", msg)
+	}
+	// B asks for y while the slot is taken: Busy.
+	_, decB := request("B", y)
+	if msg, ok := next("B", decB).(peerwire.Reject); !ok || msg.Code != peerwire.RejectBusy {
+		t.Fatalf("B: %#v, want Reject Busy", msg)
+	}
+	// A's upload ends, freeing the slot.
+	for got := uint32(0); ; {
+		d, ok := next("A", decA).(peerwire.Data)
+		if !ok {
+			t.Fatalf("A: upload of x cut short")
+		}
+		if got += uint32(len(d.Payload)); d.Offset+uint32(len(d.Payload)) == x.Size {
+			break
+		}
+	}
+	// C asks for y: B's refusal did not claim it, so C gets it (retrying
+	// while the slot is still being released).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		sC, decC := request("C", y)
+		msg := next("C", decC)
+		if _, ok := msg.(peerwire.Data); ok {
+			break
+		}
+		r := msg.(peerwire.Reject)
+		if r.Code != peerwire.RejectBusy || strings.Contains(r.Reason, "just sent") || time.Now().After(deadline) {
+			t.Fatalf("C: %#v, want y's data", r)
+		}
+		sC.Reset()
 	}
 }

@@ -733,11 +733,6 @@ func (s *session) onRequest(m peerwire.Request) {
 	if m.Length != 0 {
 		end = m.Offset + m.Length
 	}
-	if !s.e.claimUpload(m.Chunk, s.id) {
-		s.e.met.uploadDeferred()
-		reject(peerwire.RejectBusy, "chunk just sent to another peer: fetch it from them")
-		return
-	}
 	b := s.e.blobForChunk(s, m.Chunk)
 	s.mu.Lock()
 	if _, dup := s.active[m.ReqID]; dup {
@@ -749,6 +744,15 @@ func (s *session) onRequest(m peerwire.Request) {
 		s.mu.Unlock()
 		s.e.met.uploadBusy()
 		reject(peerwire.RejectBusy, "no upload slot free")
+		return
+	}
+	// Claim the chunk only once a slot is ours: a request refused for want
+	// of a slot must not hold the chunk back from the next peer that asks.
+	if !s.e.claimUpload(m.Chunk, s.id) {
+		s.e.releaseSlot()
+		s.mu.Unlock()
+		s.e.met.uploadDeferred()
+		reject(peerwire.RejectBusy, "chunk just sent to another peer: fetch it from them")
 		return
 	}
 	u := &upload{req: m.ReqID, digest: m.Chunk, start: m.Offset, end: end, b: b, slot: true}

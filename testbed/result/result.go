@@ -119,7 +119,7 @@ type Summary struct {
 // Summarize computes r's summary. Percentiles are over the honest peers
 // that were meant to finish (not those an event removed for good); a
 // peer that failed counts as never finishing, so it pushes the upper
-// percentiles to +Inf (reported as the run's length).
+// percentiles to the run's length.
 func (r *Result) Summarize() *Summary {
 	s := &Summary{
 		Name: r.Scenario.Name, Mode: r.Mode, BlobBytes: r.BlobBytes,
@@ -146,9 +146,15 @@ func (r *Result) Summarize() *Summary {
 		}
 	}
 	slices.Sort(times)
+	// A peer that never finished counts as finishing when the run ended,
+	// in the run's own time (virtual in a simulation).
+	end := r.Host.WallSeconds
+	if n := len(r.Series); n > 0 {
+		end = r.Series[n-1].T
+	}
 	cap := func(v float64) float64 {
 		if math.IsInf(v, 1) {
-			return r.Host.WallSeconds
+			return end
 		}
 		return v
 	}

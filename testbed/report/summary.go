@@ -1,0 +1,31 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/p2pd/p2pd/internal/units"
+	"github.com/p2pd/p2pd/testbed/result"
+)
+
+// PrintSummary writes s for a terminal, as `p2pctl testbed run` shows it:
+// a line for the scenario, then an aligned table with one row for this
+// run and one per baseline (peers, completed and failed, the bound, and
+// p50, p99 and max with their ratios to the bound, origin egress in
+// copies of the blob), then the pipeline term and the host-bound flag.
+func PrintSummary(w io.Writer, s *result.Summary) {
+	fmt.Fprintf(w, "scenario %s (%s), blob %s\n\n", s.Name, s.Mode, units.FormatSize(s.BlobBytes))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tPEERS\tCOMPLETED\tFAILED\tBOUND\tP50\tP99\tMAX\tORIGIN EGRESS")
+	for _, r := range rows(s) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Run, r.Peers, r.Completed, r.Failed, r.Bound, r.P50, r.P99, r.Max, r.Egr)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\npipeline term %s (not in the bound); ratios are completion time / bound\n", secs(s.PipelineS))
+	if s.HostBound {
+		fmt.Fprintf(w, "host_bound: YES: the host's CPUs were %.0f%% busy; the machine, not the emulated links, set the pace, so these times overstate what the links allow\n", 100*s.HostBusy)
+	} else {
+		fmt.Fprintf(w, "host_bound: no (host CPUs %.0f%% busy)\n", 100*s.HostBusy)
+	}
+}

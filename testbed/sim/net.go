@@ -1,0 +1,490 @@
+package sim
+
+import (
+	"math"
+	"slices"
+
+	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/sched"
+	"github.com/p2pd/p2pd/testbed/scenario"
+)
+
+// conn is a connection between two hosts; host[0] dialed host[1]. Each
+// side uploads through its pipe: pipes[k] carries chunks from host[k] to
+// host[1-k]. A conn holds no pointers, so that the garbage collector need
+// not scan the millions of them a large run has.
+type conn struct {
+	host  [2]int32
+	gen   uint32 // bumped when the connection closes: stales its events
+	live  bool
+	pipes [2]pipe
+	// ctlAt[k] is when the last message host[k] sent arrives: a
+	// connection delivers in order, jitter or not.
+	ctlAt [2]int64
+}
+
+// side returns the side of host h in c.
+func (c *conn) side(h int32) int {
+	if c.host[0] == h {
+		return 0
+	}
+	return 1
+}
+
+// pipe is one direction of a connection. The source accepts requests into
+// queue and sends them one at a time, in order, like the engine's session
+// writer; the head of a non-empty queue is always flowing. want is the
+// destination's side: its requests not yet answered.
+type pipe struct {
+	queue  reqList
+	want   reqList
+	nextID uint32
+	rem    float64 // bytes of the head left to send, as of since
+	rate   float64 // bytes/s; -1 before the first rating
+	since  int64
+	// Positions in the source's upFlows, the destination's downFlows and
+	// the event queue (of its evFlowDone); -1 when not flowing.
+	upPos, downPos, heapPos int32
+}
+
+func (sm *sim) cfgOf(h *host) *peer.Config {
+	if h.origin {
+		return &sm.ocfg
+	}
+	return &sm.pcfg
+}
+
+func (sm *sim) newConn(a, b int32) int32 {
+	var ci int32
+	if k := len(sm.freeConns); k > 0 {
+		ci = sm.freeConns[k-1]
+		sm.freeConns = sm.freeConns[:k-1]
+	} else {
+		ci = int32(len(sm.conns))
+		sm.conns = append(sm.conns, conn{})
+	}
+	c := &sm.conns[ci]
+	gen := c.gen
+	*c = conn{host: [2]int32{a, b}, gen: gen, live: true}
+	for k := range c.pipes {
+		p := &c.pipes[k]
+		p.queue, p.want = noList, noList
+		p.upPos, p.downPos, p.heapPos = -1, -1, -1
+	}
+	ha, hb := &sm.hosts[a], &sm.hosts[b]
+	ha.conns, ha.nbrs = append(ha.conns, ci), append(ha.nbrs, b)
+	hb.conns, hb.nbrs = append(hb.conns, ci), append(hb.nbrs, a)
+	hb.inbound++
+	return ci
+}
+
+// lossCap is the throughput of one TCP connection from u to d when their
+// links lose packets: MSS/RTT · sqrt(3/(2p)) (Mathis et al., 1997).
+func lossCap(u, d *host) float64 {
+	p := 1 - (1-u.loss)*(1-d.loss)
+	rtt := seconds(u.lat + d.lat)
+	if p <= 0 || rtt <= 0 {
+		return math.Inf(1)
+	}
+	return mss / rtt * math.Sqrt(1.5/p)
+}
+
+// closeConn drops connection ci: its uploads stop and release their
+// slots, and both ends' schedulers see PeerDisconnected.
+func (sm *sim) closeConn(ci int32) {
+	c := &sm.conns[ci]
+	c.live = false
+	c.gen++
+	for k := range c.pipes {
+		p := &c.pipes[k]
+		if n := p.queue.n; n > 0 {
+			sm.served(c.host[k], sm.stopFlow(ci, k))
+			sm.hosts[c.host[k]].slots -= int(n)
+		}
+		sm.lists.clear(&p.queue)
+		sm.lists.clear(&p.want)
+	}
+	for k, hi := range c.host {
+		h := &sm.hosts[hi]
+		j := slices.Index(h.conns, ci)
+		last := len(h.conns) - 1
+		h.conns[j], h.nbrs[j] = h.conns[last], h.nbrs[last]
+		h.conns, h.nbrs = h.conns[:last], h.nbrs[:last]
+		if k == 0 {
+			h.outbound--
+		} else {
+			h.inbound--
+		}
+	}
+	sm.freeConns = append(sm.freeConns, ci)
+	a, b := c.host[0], c.host[1]
+	sm.evDisc = sched.PeerDisconnected{Peer: sm.hosts[b].id}
+	sm.handle(a, &sm.evDisc)
+	sm.evDisc = sched.PeerDisconnected{Peer: sm.hosts[a].id}
+	sm.handle(b, &sm.evDisc)
+}
+
+// connBetween returns the connection of h with q and q's side of it, or
+// -1.
+func (sm *sim) connBetween(h, q int32) (int32, int) {
+	hh := &sm.hosts[h]
+	for j, o := range hh.nbrs {
+		if o == q {
+			ci := hh.conns[j]
+			return ci, sm.conns[ci].side(q)
+		}
+	}
+	return -1, 0
+}
+
+// connOf returns the connection a message event travels on and the
+// uploader's side of it, or nil if the connection closed since.
+func (sm *sim) connOf(e event) (*conn, int) {
+	c := &sm.conns[e.h]
+	if !c.live || c.gen != e.gen {
+		return nil, 0
+	}
+	return c, int(e.k)
+}
+
+// delay is how long a message h sends takes to arrive: its latency, its
+// jitter, and a retransmission timeout if its link loses the message.
+func (sm *sim) delay(h *host) int64 {
+	d := h.lat
+	if h.jitter > 0 {
+		d += sm.rng.Int64N(h.jitter)
+	}
+	if h.loss > 0 && sm.rng.Float64() < h.loss {
+		d += lossRTO
+	}
+	return d
+}
+
+// send queues e, a message from side `from` of connection ci, for when it
+// arrives: after the sender's delay, and not before the messages it sent
+// earlier on the connection. e.k is set to the uploader's side.
+func (sm *sim) send(ci int32, from int, e event) {
+	c := &sm.conns[ci]
+	at := max(sm.now+sm.delay(&sm.hosts[c.host[from]]), c.ctlAt[from])
+	c.ctlAt[from] = at
+	e.at, e.h, e.gen = at, ci, c.gen
+	if e.kind == evRequest || e.kind == evCancel {
+		e.k = uint8(1 - from) // addressed to the uploader
+	} else {
+		e.k = uint8(from) // sent by the uploader
+	}
+	sm.q.push(e)
+}
+
+// sendRequest carries out a Request action of d's scheduler: chunk i from
+// u. Like the engine, it drops a request for a peer it has no connection
+// with (the scheduler times it out).
+func (sm *sim) sendRequest(d, u int32, i int) {
+	ci, k := sm.connBetween(d, u)
+	if ci < 0 {
+		sm.st.lostRequests++
+		return
+	}
+	p := &sm.conns[ci].pipes[k]
+	id := p.nextID + 1
+	if !sm.lists.add(&p.want, reqID{id, int32(i)}) {
+		sm.st.lostRequests++ // more than MaxInflightPerPeer: cannot happen
+		return
+	}
+	p.nextID = id
+	sm.st.requests++
+	sm.send(ci, 1-k, event{kind: evRequest, id: id, idx: int32(i)})
+}
+
+// sendCancel carries out a Cancel action: d forgets the request at once
+// (a late answer is discarded) and tells u.
+func (sm *sim) sendCancel(d, u int32, i int) {
+	ci, k := sm.connBetween(d, u)
+	if ci < 0 {
+		return
+	}
+	p := &sm.conns[ci].pipes[k]
+	if r, ok := sm.lists.removeIdx(&p.want, int32(i)); ok {
+		sm.st.cancelled++
+		sm.send(ci, 1-k, event{kind: evCancel, id: r.id})
+	}
+}
+
+// onRequest: a request reaches the uploader, which answers as the
+// engine's session does (onRequest): NotFound if it does not hold the
+// chunk; Busy within the resend window of sending it to another peer,
+// then Busy with no upload slot free (the engine claims the chunk for the
+// requester before it looks for a slot, so a request refused for want of
+// a slot still blocks the chunk for the window); else the upload is
+// queued on the connection.
+func (sm *sim) onRequest(e event) {
+	c, k := sm.connOf(e)
+	if c == nil {
+		return
+	}
+	ui, di := c.host[k], c.host[1-k]
+	u := &sm.hosts[ui]
+	p := &c.pipes[k]
+	var reason sched.FailReason
+	switch {
+	case !u.have.Has(int(e.idx)):
+		reason = sched.FailNotFound
+		sm.st.notFound++
+	case !sm.claim(u, di, e.idx):
+		reason = sched.FailBusy
+		sm.st.deferred++
+	case int(p.queue.n) >= maxUploadsPerSession || u.slots >= sm.cfgOf(u).UploadSlots ||
+		!sm.lists.add(&p.queue, reqID{e.id, e.idx}):
+		reason = sched.FailBusy
+		sm.st.busy++
+	default:
+		u.slots++
+		if p.queue.n == 1 {
+			sm.startFlow(e.h, k)
+		}
+		return
+	}
+	sm.send(e.h, k, event{kind: evReject, id: e.id, idx: e.idx, reason: uint8(reason)})
+}
+
+// claim is the engine's claimUpload: within the resend window of sending
+// chunk i to one peer, u sends it to no other.
+func (sm *sim) claim(u *host, to int32, i int32) bool {
+	window := int64(sm.cfgOf(u).ResendWindow)
+	if window <= 0 || u.sent == nil {
+		return true
+	}
+	r := &u.sent[i]
+	if r.set && r.to != to && sm.now-r.at < window {
+		return false
+	}
+	*r = sentRecord{to: to, at: sm.now, set: true}
+	return true
+}
+
+func (sm *sim) onReject(e event) {
+	c, k := sm.connOf(e)
+	if c == nil {
+		return
+	}
+	if !sm.lists.removeID(&c.pipes[k].want, e.id) {
+		return // cancelled meanwhile
+	}
+	sm.evFail = sched.RequestFailed{Peer: sm.hosts[c.host[k]].id, Index: int(e.idx), Reason: sched.FailReason(e.reason)}
+	sm.handle(c.host[1-k], &sm.evFail)
+}
+
+// onCancel: the uploader drops a cancelled request, mid-chunk if it is
+// sending it.
+func (sm *sim) onCancel(e event) {
+	c, k := sm.connOf(e)
+	if c == nil {
+		return
+	}
+	p := &c.pipes[k]
+	if p.queue.n == 0 {
+		return
+	}
+	ui := c.host[k]
+	if sm.lists.head(p.queue).id == e.id {
+		sm.hosts[ui].slots--
+		sm.served(ui, sm.stopFlow(e.h, k))
+		sm.lists.removeID(&p.queue, e.id)
+		if p.queue.n > 0 {
+			sm.startFlow(e.h, k)
+		}
+		return
+	}
+	if sm.lists.removeID(&p.queue, e.id) {
+		sm.hosts[ui].slots--
+	}
+}
+
+// flowDone: the head upload of pipe k of ci has left the uploader. Its
+// last byte reaches the downloader after the uploader's latency; the next
+// upload starts.
+func (sm *sim) flowDone(ci int32, k int) {
+	c := &sm.conns[ci]
+	p := &c.pipes[k]
+	head := sm.lists.head(p.queue)
+	sm.removeFlow(ci, k)
+	ui := c.host[k]
+	sm.hosts[ui].slots--
+	sm.served(ui, sm.sizes[head.idx])
+	sm.lists.removeID(&p.queue, head.id)
+	u := &sm.hosts[ui]
+	at := sm.now + u.lat
+	if u.jitter > 0 {
+		at += sm.rng.Int64N(u.jitter)
+	}
+	at = max(at, c.ctlAt[k])
+	c.ctlAt[k] = at
+	sm.q.push(event{at: at, kind: evData, h: ci, gen: c.gen, k: uint8(k), id: head.id, idx: head.idx})
+	if p.queue.n > 0 {
+		sm.startFlow(ci, k)
+	}
+}
+
+// onData: a chunk reached the downloader. A corrupt uploader's chunk fails
+// verification there.
+func (sm *sim) onData(e event) {
+	c, k := sm.connOf(e)
+	if c == nil {
+		return
+	}
+	if !sm.lists.removeID(&c.pipes[k].want, e.id) {
+		return // cancelled: the engine discards it
+	}
+	ui, di := c.host[k], c.host[1-k]
+	u, d := &sm.hosts[ui], &sm.hosts[di]
+	size := sm.sizes[e.idx]
+	d.downloaded += size
+	ok := u.behavior != scenario.Corrupt
+	switch {
+	case !ok:
+		sm.st.corrupt++
+	case d.have.Has(int(e.idx)):
+	case u.origin:
+		d.fromOrigins += size
+	default:
+		d.fromPeers += size
+	}
+	sm.evRecv = sched.ChunkReceived{Peer: u.id, Index: int(e.idx), Verified: ok}
+	sm.handle(di, &sm.evRecv)
+}
+
+// served counts bytes host u sent.
+func (sm *sim) served(ui int32, n int64) {
+	u := &sm.hosts[ui]
+	u.uploaded += n
+	if u.origin {
+		sm.originBytes += n
+	} else {
+		sm.peerBytes += n
+	}
+}
+
+// ---- the fluid model ----
+
+// startFlow starts sending the head of pipe k of connection ci.
+func (sm *sim) startFlow(ci int32, k int) {
+	c := &sm.conns[ci]
+	p := &c.pipes[k]
+	u, d := &sm.hosts[c.host[k]], &sm.hosts[c.host[1-k]]
+	ref := ci<<1 | int32(k)
+	p.rem = float64(sm.sizes[sm.lists.head(p.queue).idx])
+	p.rate = -1
+	p.since = sm.now
+	p.upPos = int32(len(u.upFlows))
+	u.upFlows = append(u.upFlows, ref)
+	p.downPos = int32(len(d.downFlows))
+	d.downFlows = append(d.downFlows, ref)
+	sm.markDirty(c.host[k], true)
+	sm.markDirty(c.host[1-k], false)
+}
+
+// stopFlow stops the head of pipe k mid-way and returns the bytes it had
+// sent.
+func (sm *sim) stopFlow(ci int32, k int) int64 {
+	p := &sm.conns[ci].pipes[k]
+	sm.advance(p)
+	sent := sm.sizes[sm.lists.head(p.queue).idx] - int64(math.Ceil(p.rem))
+	sm.removeFlow(ci, k)
+	return max(sent, 0)
+}
+
+// removeFlow takes pipe k of ci out of its hosts' flow lists and the
+// event queue.
+func (sm *sim) removeFlow(ci int32, k int) {
+	c := &sm.conns[ci]
+	p := &c.pipes[k]
+	if p.heapPos >= 0 {
+		sm.q.remove(int(p.heapPos))
+	}
+	u, d := &sm.hosts[c.host[k]], &sm.hosts[c.host[1-k]]
+	if last := int32(len(u.upFlows) - 1); p.upPos != last {
+		m := u.upFlows[last]
+		u.upFlows[p.upPos] = m
+		sm.conns[m>>1].pipes[m&1].upPos = p.upPos
+	}
+	u.upFlows = u.upFlows[:len(u.upFlows)-1]
+	if last := int32(len(d.downFlows) - 1); p.downPos != last {
+		m := d.downFlows[last]
+		d.downFlows[p.downPos] = m
+		sm.conns[m>>1].pipes[m&1].downPos = p.downPos
+	}
+	d.downFlows = d.downFlows[:len(d.downFlows)-1]
+	p.upPos, p.downPos = -1, -1
+	sm.markDirty(c.host[k], true)
+	sm.markDirty(c.host[1-k], false)
+}
+
+// markDirty notes that host hi's uploads (up) or downloads changed in
+// number, so their rates must be recomputed at the end of the event.
+func (sm *sim) markDirty(hi int32, up bool) {
+	h := &sm.hosts[hi]
+	if !h.upDirty && !h.downDirty {
+		sm.dirty = append(sm.dirty, hi)
+	}
+	if up {
+		h.upDirty = true
+	} else {
+		h.downDirty = true
+	}
+}
+
+// flush re-rates the flows of the hosts whose flow counts changed.
+func (sm *sim) flush() {
+	for _, hi := range sm.dirty {
+		h := &sm.hosts[hi]
+		if h.upDirty {
+			for _, ref := range h.upFlows {
+				sm.retime(ref)
+			}
+		}
+		if h.downDirty {
+			for _, ref := range h.downFlows {
+				sm.retime(ref)
+			}
+		}
+		h.upDirty, h.downDirty = false, false
+	}
+	sm.dirty = sm.dirty[:0]
+}
+
+// advance brings p.rem up to now at the current rate.
+func (sm *sim) advance(p *pipe) {
+	if dt := sm.now - p.since; dt > 0 && p.rate > 0 {
+		p.rem = max(p.rem-p.rate*seconds(dt), 0)
+	}
+	p.since = sm.now
+}
+
+// retime gives a flow its rate: the sender's upload shared equally among
+// its flows, or the receiver's download shared equally among its flows,
+// whichever is smaller (and the loss cap); and moves its completion in
+// the event queue if that changed.
+func (sm *sim) retime(ref int32) {
+	ci, k := ref>>1, int(ref&1)
+	c := &sm.conns[ci]
+	p := &c.pipes[k]
+	u, d := &sm.hosts[c.host[k]], &sm.hosts[c.host[1-k]]
+	r := min(u.up/float64(len(u.upFlows)), d.down/float64(len(d.downFlows)))
+	if u.loss > 0 || d.loss > 0 {
+		r = min(r, lossCap(u, d))
+	}
+	sm.advance(p)
+	if r == p.rate {
+		return
+	}
+	p.rate = r
+	var dt int64
+	if !math.IsInf(r, 1) && p.rem > 0 {
+		dt = int64(math.Ceil(p.rem / r * 1e9))
+	}
+	if p.heapPos >= 0 {
+		sm.q.reschedule(int(p.heapPos), sm.now+dt)
+	} else {
+		sm.q.push(event{at: sm.now + dt, kind: evFlowDone, h: ci, k: uint8(k)})
+	}
+}
