@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -58,6 +59,8 @@ type Options struct {
 	Logger *slog.Logger
 	// SkipRaw skips the raw stream measurement.
 	SkipRaw bool
+	// CPUProfile, if set, receives a CPU profile of the pull alone.
+	CPUProfile io.Writer
 }
 
 // Result is what a run measured.
@@ -83,6 +86,10 @@ type Result struct {
 	// one libp2p stream between two hosts built like the engines' hosts.
 	RawStreamSeconds float64 `json:"raw_stream_seconds"`
 	RawStreamMBps    float64 `json:"raw_stream_mbps"`
+	// RawStreamCPUSeconds is the process's CPU time during the raw stream;
+	// compared with TransferCPUSeconds it gives the data plane's cost per
+	// byte over the bare stream, whatever else the machine is doing.
+	RawStreamCPUSeconds float64 `json:"raw_stream_cpu_seconds"`
 	// Ratio is TransferMBps / RawStreamMBps.
 	Ratio float64 `json:"ratio"`
 	// DiskSyncMBps is how fast Size bytes were written and fsynced to one
@@ -280,10 +287,18 @@ func transfer(ctx context.Context, o Options, tmp string, res *Result) (err erro
 
 	runtime.GC()
 	resetPeakRSS()
+	if o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			return fmt.Errorf("transferbench: %w", err)
+		}
+	}
 	cpu0 := procstat.CPUTime()
 	start = time.Now()
 	got, err := puller.e.Pull(ctx, m.Digest, peer.PullOptions{})
 	took := time.Since(start)
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return fmt.Errorf("transferbench: pull: %w", err)
 	}
@@ -351,6 +366,7 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 	defer s.Reset()
 	buf := make([]byte, 1<<20)
 	gen := chunkertest.NewStream(o.Seed, o.Size)
+	cpu0 := procstat.CPUTime()
 	start := time.Now()
 	for left := o.Size; left > 0; {
 		b := buf[:min(int64(len(buf)), left)]
@@ -374,6 +390,7 @@ func rawStream(ctx context.Context, o Options, res *Result) error {
 		return fmt.Errorf("transferbench: raw stream delivered %d of %d bytes: %v", r.n, o.Size, r.err)
 	}
 	res.RawStreamSeconds = took.Seconds()
+	res.RawStreamCPUSeconds = (procstat.CPUTime() - cpu0).Seconds()
 	res.RawStreamMBps = float64(o.Size) / took.Seconds() / 1e6
 	return nil
 }

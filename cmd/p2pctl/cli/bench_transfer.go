@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,7 @@ func newBenchTransferCmd(g *globals) *cobra.Command {
 		sizeFlag string
 		seed     uint64
 		dir      string
+		profile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "transfer",
@@ -40,7 +42,16 @@ ceiling_ratio = transfer_mbps / min(raw_stream_mbps, disk_sync_mbps).`,
 			if err != nil || size <= 0 {
 				return usagef("--size %q: want a size such as 1GiB", sizeFlag)
 			}
-			res, err := transferbench.Run(cmd.Context(), transferbench.Options{Size: size, Seed: seed, Dir: dir, Chunker: g.cfg.Chunker})
+			o := transferbench.Options{Size: size, Seed: seed, Dir: dir, Chunker: g.cfg.Chunker}
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return usageError{err}
+				}
+				defer f.Close()
+				o.CPUProfile = f
+			}
+			res, err := transferbench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
@@ -50,7 +61,7 @@ ceiling_ratio = transfer_mbps / min(raw_stream_mbps, disk_sync_mbps).`,
 			w := g.stdout
 			fmt.Fprintf(w, "blob        %s in %d chunks (setup %.1fs)\n", units.FormatSize(res.Size), res.Chunks, res.SetupSeconds)
 			fmt.Fprintf(w, "transfer    %8.0f MB/s  (%.2fs, %.2f CPU-seconds, peak RSS %s)\n", res.TransferMBps, res.TransferSeconds, res.TransferCPUSeconds, units.FormatSize(res.PeakRSSBytes))
-			fmt.Fprintf(w, "raw stream  %8.0f MB/s\n", res.RawStreamMBps)
+			fmt.Fprintf(w, "raw stream  %8.0f MB/s  (%.2fs, %.2f CPU-seconds)\n", res.RawStreamMBps, res.RawStreamSeconds, res.RawStreamCPUSeconds)
 			fmt.Fprintf(w, "disk sync   %8.0f MB/s  (%s on %s)\n", res.DiskSyncMBps, res.Dir, res.FS)
 			fmt.Fprintf(w, "ratio       %8.2f     (transfer / raw stream)\n", res.Ratio)
 			fmt.Fprintf(w, "ceiling     %8.2f     (transfer / min(raw stream, disk sync))\n", res.CeilingRatio)
@@ -60,6 +71,7 @@ ceiling_ratio = transfer_mbps / min(raw_stream_mbps, disk_sync_mbps).`,
 	f := cmd.Flags()
 	f.StringVar(&sizeFlag, "size", "1GiB", "blob size")
 	f.Uint64Var(&seed, "seed", 1, "generator seed")
+	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the pull to this file (go tool pprof)")
 	f.StringVar(&dir, "dir", "", "where the two temporary stores go (default "+transferbench.DefaultDir()+")")
 	return cmd
 }
