@@ -18,7 +18,8 @@ build: ## build p2pd and p2pctl into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: ## run all tests with the race detector (what CI runs)
+test: ## run all tests with the race detector (what CI runs); installs iproute2 for the netns tests if missing
+	./scripts/test-deps.sh
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 .PHONY: test-short
