@@ -43,7 +43,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
 	"github.com/p2pd/p2pd/internal/shape"
-	"github.com/p2pd/p2pd/testbed/emu"
+	"github.com/p2pd/p2pd/testbed/fleet"
 	"github.com/p2pd/p2pd/testbed/result"
 	"github.com/p2pd/p2pd/testbed/scenario"
 )
@@ -56,7 +56,7 @@ const (
 
 // Options tune a run beyond its scenario.
 type Options struct {
-	// Dir is where the hosts' files go (default emu.DefaultDir(), as in
+	// Dir is where the hosts' files go (default fleet.DefaultDir(), as in
 	// emulation mode: /dev/shm if there is one, so that the links rather
 	// than the disk set the pace). A temporary directory is made in it
 	// and removed at the end.
@@ -133,7 +133,7 @@ func (m *member) finish(done time.Time, err error) {
 	m.completed, m.done = true, done
 }
 
-// baseline is what differs between the baselines; the fleet does the
+// baseline is what differs between the baselines; the crowd does the
 // rest.
 type baseline struct {
 	mode string
@@ -148,25 +148,25 @@ type baseline struct {
 	holders func(counts []int)
 }
 
-// fleet runs the honest peers of a scenario: it starts each at its join
+// crowd runs the honest peers of a scenario: it starts each at its join
 // time, samples every s.Sample until all have completed or failed or the
 // timeout, and fills the result.
-type fleet struct {
+type crowd struct {
 	s       scenario.Scenario
 	log     *slog.Logger
 	members []*member
 	start   time.Time
 }
 
-func newFleet(s scenario.Scenario, o Options) *fleet {
-	f := &fleet{s: s, log: o.Logger}
+func newCrowd(s scenario.Scenario, o Options) *crowd {
+	c := &crowd{s: s, log: o.Logger}
 	for _, p := range s.Expand() {
 		if p.Behavior != scenario.Honest {
 			continue
 		}
-		f.members = append(f.members, &member{spec: p, link: s.PeerLink(p)})
+		c.members = append(c.members, &member{spec: p, link: s.PeerLink(p)})
 	}
-	return f
+	return c
 }
 
 // start checks s, fills o's defaults, and calls run with a temporary
@@ -179,10 +179,7 @@ func start(ctx context.Context, s scenario.Scenario, o Options, run func(context
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Dir == "" {
-		o.Dir = emu.DefaultDir()
-	}
-	tmp, err := os.MkdirTemp(o.Dir, "p2pd-baseline-")
+	tmp, err := fleet.TempDir(o.Dir, "p2pd-baseline-")
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -190,16 +187,16 @@ func start(ctx context.Context, s scenario.Scenario, o Options, run func(context
 	return run(ctx, s, o, tmp)
 }
 
-// run runs b over the fleet. Every fetch has returned when it returns.
-func (f *fleet) run(ctx context.Context, b baseline, progress result.Progress) *result.Result {
-	ctx, cancel := context.WithTimeout(ctx, f.s.Timeout)
+// run runs b over the crowd. Every fetch has returned when it returns.
+func (c *crowd) run(ctx context.Context, b baseline, progress result.Progress) *result.Result {
+	ctx, cancel := context.WithTimeout(ctx, c.s.Timeout)
 	defer cancel()
-	f.start = time.Now()
-	meter := result.NewHostMeter(f.start, nil)
+	c.start = time.Now()
+	meter := result.NewHostMeter(c.start, nil)
 	var wg sync.WaitGroup
-	for _, m := range f.members {
+	for _, m := range c.members {
 		wg.Go(func() {
-			if !scenario.SleepUntil(ctx, f.start.Add(m.spec.JoinAt)) {
+			if !scenario.SleepUntil(ctx, c.start.Add(m.spec.JoinAt)) {
 				return
 			}
 			m.mu.Lock()
@@ -211,44 +208,28 @@ func (f *fleet) run(ctx context.Context, b baseline, progress result.Progress) *
 			case errors.Is(ctx.Err(), context.DeadlineExceeded):
 				err = errTimeout
 			default:
-				f.log.Warn("baseline peer failed", "mode", b.mode, "peer", m.spec.Name, "err", err)
+				c.log.Warn("baseline peer failed", "mode", b.mode, "peer", m.spec.Name, "err", err)
 			}
 			m.finish(done, err)
 		})
 	}
 	res := &result.Result{
-		Scenario:  f.s,
+		Scenario:  c.s,
 		Mode:      b.mode,
-		Bound:     f.s.Bound(),
-		BlobBytes: int64(f.s.Blob.Size),
+		Bound:     c.s.Bound(),
+		BlobBytes: int64(c.s.Blob.Size),
 	}
-	tick := time.NewTicker(f.s.Sample)
-	defer tick.Stop()
-	for {
-		var now time.Time
-		select {
-		case now = <-tick.C:
-		case <-ctx.Done():
-			now = time.Now()
-		}
+	res.Series = fleet.Sample(ctx, c.s.Sample, meter, progress, func(now time.Time) (result.Sample, bool) {
 		// Settled before the sample, so that the last sample shows the
-		// fleet settled.
-		settled := f.settled()
-		meter.Tick(now)
-		sm := f.sample(now, b)
-		res.Series = append(res.Series, sm)
-		if progress != nil {
-			progress(sm)
-		}
-		if settled || ctx.Err() != nil {
-			break
-		}
-	}
+		// crowd settled.
+		settled := c.settled()
+		return c.sample(now, b), settled
+	})
 	res.Host = meter.Host(time.Now())
 	cancel()
 	wg.Wait()
 	res.OriginEgressBytes = b.originEgress()
-	for _, m := range f.members {
+	for _, m := range c.members {
 		m.mu.Lock()
 		p := result.Peer{
 			Name: m.spec.Name, Class: m.spec.Class, Zone: m.spec.Zone, Behavior: m.spec.Behavior,
@@ -270,8 +251,8 @@ func (f *fleet) run(ctx context.Context, b baseline, progress result.Progress) *
 }
 
 // settled reports whether every peer has completed or failed.
-func (f *fleet) settled() bool {
-	for _, m := range f.members {
+func (c *crowd) settled() bool {
+	for _, m := range c.members {
 		m.mu.Lock()
 		busy := !m.completed && !m.failed
 		m.mu.Unlock()
@@ -285,9 +266,9 @@ func (f *fleet) settled() bool {
 // sample takes one point of the time series. Live counts the peers that
 // have joined and not failed: in both baselines a peer stays up until
 // the run ends.
-func (f *fleet) sample(now time.Time, b baseline) result.Sample {
-	sm := result.Sample{T: now.Sub(f.start).Seconds()}
-	for _, m := range f.members {
+func (c *crowd) sample(now time.Time, b baseline) result.Sample {
+	sm := result.Sample{T: now.Sub(c.start).Seconds()}
+	for _, m := range c.members {
 		sm.OriginBytes += m.fromOrigins.Load()
 		sm.PeerBytes += m.fromPeers.Load()
 		m.mu.Lock()
@@ -300,8 +281,8 @@ func (f *fleet) sample(now time.Time, b baseline) result.Sample {
 		m.mu.Unlock()
 	}
 	if b.holders != nil {
-		pl := pieceLength(f.s)
-		counts := make([]int, (int64(f.s.Blob.Size)+pl-1)/pl)
+		pl := pieceLength(c.s)
+		counts := make([]int, (int64(c.s.Blob.Size)+pl-1)/pl)
 		b.holders(counts)
 		sm.ReplMin, sm.ReplMean, sm.ReplMax = spread(counts)
 	}

@@ -74,8 +74,8 @@ func bitTorrent(ctx context.Context, s scenario.Scenario, o Options, tmp string)
 			return nil, err
 		}
 	}
-	f := newFleet(s, o)
-	return f.run(ctx, baseline{
+	c := newCrowd(s, o)
+	return c.run(ctx, baseline{
 		mode:         ModeBitTorrent,
 		fetch:        sw.leech,
 		originEgress: sw.egress.Load,

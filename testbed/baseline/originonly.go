@@ -84,13 +84,13 @@ func originOnly(ctx context.Context, s scenario.Scenario, o Options, tmp string)
 		}
 	}
 
-	f := newFleet(s, o)
-	have := make(map[*member]*atomic.Int64, len(f.members))
-	for _, m := range f.members {
+	c := newCrowd(s, o)
+	have := make(map[*member]*atomic.Int64, len(c.members))
+	for _, m := range c.members {
 		have[m] = new(atomic.Int64)
 	}
 	size, pl := int64(s.Blob.Size), pieceLength(s)
-	return f.run(ctx, baseline{
+	return c.run(ctx, baseline{
 		mode: ModeOriginOnly,
 		fetch: func(ctx context.Context, m *member) (time.Time, error) {
 			return download(ctx, urls[m.spec.Index%len(urls)], blob, size, m, have[m])

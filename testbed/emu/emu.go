@@ -4,8 +4,11 @@
 // real data plane (libp2p, TLS 1.3, yamux, SHA-256 on every chunk, fsynced
 // stores). Each origin and peer gets its emulated link (internal/shape) in
 // its transport: upload and download token buckets shared by all its
-// connections, and one-way latency with jitter. Pulls go through each
-// peer's control API, as `p2pctl pull` does.
+// connections, and one-way latency with jitter. Byzantine classes run
+// with their stores wrapped (peer/byzantine). The testbed/fleet package
+// drives the peers: pulls through each peer's control API, as `p2pctl
+// pull` does, the events, the sampling and the result. A kill closes the
+// node as a leave does.
 package emu
 
 import (
@@ -13,22 +16,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/shape"
-	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/peer/byzantine"
-	"github.com/p2pd/p2pd/peer/control/controlclient"
+	"github.com/p2pd/p2pd/testbed/fleet"
 	"github.com/p2pd/p2pd/testbed/result"
 	"github.com/p2pd/p2pd/testbed/scenario"
 	"github.com/p2pd/p2pd/tracker"
@@ -37,8 +37,9 @@ import (
 
 // Options tune a run beyond its scenario.
 type Options struct {
-	// Dir is where the nodes' data directories go (default DefaultDir()).
-	// A temporary directory is made in it and removed at the end.
+	// Dir is where the nodes' data directories go (default
+	// fleet.DefaultDir()). A temporary directory is made in it and
+	// removed at the end.
 	Dir string
 	// Logger receives every node's logs (default: discarded).
 	Logger *slog.Logger
@@ -51,35 +52,9 @@ type Options struct {
 	AnnounceInterval time.Duration
 }
 
-// DefaultDir is /dev/shm when it exists: the emulated links, not the
-// host's disk, should set the pace. Otherwise the system temp directory.
-func DefaultDir() string {
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		return "/dev/shm"
-	}
-	return os.TempDir()
-}
-
-// member is one peer of the fleet.
-type member struct {
-	spec scenario.Peer
-	dir  string
-	link *shape.Link
-
-	mu          sync.Mutex
-	node        *daemon.Node
-	joined      time.Time // first start
-	done        time.Time
-	completed   bool
-	left        bool // stopped by an event and not restarted
-	failed      bool // its node would not start, or its pull failed
-	err         string
-	fromPeers   int64
-	fromOrigins int64
-	pulling     chan struct{} // closed when the current pull returns
-}
-
-type fleet struct {
+// cluster is the nodes of a run: the tracker and the origins, and the
+// peers as the fleet starts and stops them. It is the fleet's Hosts.
+type cluster struct {
 	s       scenario.Scenario
 	o       Options
 	dir     string
@@ -88,9 +63,10 @@ type fleet struct {
 	tc      *trackerclient.Client
 	origins []*daemon.Node
 	blob    chunker.Digest
-	start   time.Time
-	members []*member
-	wg      sync.WaitGroup
+	// links are the peers' emulated links, by scenario.Peer.Index: a peer
+	// that starts again keeps its link.
+	links []*shape.Link
+	fleet *fleet.Fleet
 }
 
 // Run runs s in emulation mode and returns what it measured.
@@ -102,350 +78,124 @@ func Run(ctx context.Context, s scenario.Scenario, o Options) (res *result.Resul
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Dir == "" {
-		o.Dir = DefaultDir()
-	}
 	if o.AnnounceInterval == 0 {
 		o.AnnounceInterval = time.Second
 	}
-	tmp, err := os.MkdirTemp(o.Dir, "p2pd-testbed-")
+	tmp, err := fleet.TempDir(o.Dir, "p2pd-testbed-")
 	if err != nil {
 		return nil, fmt.Errorf("emu: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	f := &fleet{s: s, o: o, dir: tmp, log: o.Logger}
-	defer func() { err = errors.Join(err, f.close()) }()
-	if err := f.setup(ctx); err != nil {
+	c := &cluster{s: s, o: o, dir: tmp, log: o.Logger}
+	defer func() { err = errors.Join(err, c.close()) }()
+	if err := c.setup(ctx); err != nil {
 		return nil, err
 	}
-	return f.run(ctx)
+	c.fleet = fleet.New(fleet.Config{
+		Scenario: s, Mode: scenario.ModeEmu, Blob: c.blob, Tracker: c.tc, Hosts: c,
+		Logger: c.log, Progress: o.Progress,
+	})
+	return c.fleet.Run(ctx), nil
 }
 
-func (f *fleet) peerConfig() peer.Config {
+func (c *cluster) peerConfig() peer.Config {
 	var cfg peer.Config
 	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
-	if f.o.Tune != nil {
-		f.o.Tune(&cfg)
+	if c.o.Tune != nil {
+		c.o.Tune(&cfg)
 	}
 	return cfg
 }
 
 // setup starts the tracker and the origins and pushes the blob to every
 // origin.
-func (f *fleet) setup(ctx context.Context) error {
+func (c *cluster) setup(ctx context.Context) error {
 	var err error
-	f.tracker, err = daemon.RunTracker(ctx, daemon.TrackerConfig{
+	c.tracker, err = daemon.RunTracker(ctx, daemon.TrackerConfig{
 		Listen:  "127.0.0.1:0",
-		Tracker: tracker.Config{AnnounceInterval: f.o.AnnounceInterval},
-	}, f.log)
+		Tracker: tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
+	}, c.log)
 	if err != nil {
 		return fmt.Errorf("emu: tracker: %w", err)
 	}
-	if f.tc, err = trackerclient.New(f.tracker.URL("http")); err != nil {
+	if c.tc, err = trackerclient.New(c.tracker.URL("http")); err != nil {
 		return err
 	}
-	for i := range f.s.Origins.Count {
+	for i := range c.s.Origins.Count {
 		n, err := daemon.RunOrigin(ctx, daemon.OriginConfig{
 			NodeConfig: daemon.NodeConfig{
-				DataDir: filepath.Join(f.dir, fmt.Sprintf("origin-%d", i)),
-				Tracker: f.tracker.URL("http"),
-				Peer:    f.peerConfig(),
-				Hooks:   daemon.Hooks{Link: f.s.OriginLink(i)},
+				DataDir: filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
+				Tracker: c.tracker.URL("http"),
+				Peer:    c.peerConfig(),
+				Hooks:   daemon.Hooks{Link: c.s.OriginLink(i)},
 			},
 			Listen: "127.0.0.1:0",
-			Origin: origin.Config{Chunker: f.s.Blob.Chunker},
-		}, f.log.With("node", fmt.Sprintf("origin-%d", i)))
+			Origin: origin.Config{Chunker: c.s.Blob.Chunker},
+		}, c.log.With("node", fmt.Sprintf("origin-%d", i)))
 		if err != nil {
 			return fmt.Errorf("emu: origin %d: %w", i, err)
 		}
-		f.origins = append(f.origins, n)
+		c.origins = append(c.origins, n)
 		oc, err := originclient.New(n.URL("http"))
 		if err != nil {
 			return err
 		}
-		size := int64(f.s.Blob.Size)
-		pr, err := oc.Push(ctx, chunkertest.NewStream(f.s.Seed, size), originclient.PushOptions{Size: size})
+		size := int64(c.s.Blob.Size)
+		pr, err := oc.Push(ctx, chunkertest.NewStream(c.s.Seed, size), originclient.PushOptions{Size: size})
 		oc.CloseIdleConnections()
 		if err != nil {
 			return fmt.Errorf("emu: push to origin %d: %w", i, err)
 		}
-		f.blob = pr.Digest
+		c.blob = pr.Digest
 	}
-	for _, p := range f.s.Expand() {
-		f.members = append(f.members, &member{
-			spec: p,
-			dir:  filepath.Join(f.dir, p.Name),
-			link: f.s.PeerLink(p),
-		})
+	for _, p := range c.s.Expand() {
+		c.links = append(c.links, c.s.PeerLink(p))
 	}
 	return nil
 }
 
-// run starts the peers at their join times, fires the events, samples
-// until every peer is done or the timeout, and gathers the result.
-func (f *fleet) run(ctx context.Context) (*result.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.s.Timeout)
-	defer cancel()
-	f.start = time.Now()
-	meter := result.NewHostMeter(f.start, nil)
-	for _, m := range f.members {
-		f.wg.Go(func() {
-			if !scenario.SleepUntil(ctx, f.start.Add(m.spec.JoinAt)) {
-				return
-			}
-			f.startPeer(ctx, m)
-		})
-	}
-	for _, ev := range f.s.Events {
-		f.wg.Go(func() {
-			if scenario.SleepUntil(ctx, f.start.Add(ev.At)) {
-				f.apply(ctx, ev)
-			}
-		})
-	}
-	res := &result.Result{
-		Scenario:  f.s,
-		Mode:      string(scenario.ModeEmu),
-		Bound:     f.s.Bound(),
-		BlobBytes: int64(f.s.Blob.Size),
-	}
-	tick := time.NewTicker(f.s.Sample)
-	defer tick.Stop()
-	lastEvent := time.Duration(0)
-	for _, ev := range f.s.Events {
-		lastEvent = max(lastEvent, ev.At)
-	}
-	for {
-		var now time.Time
-		select {
-		case now = <-tick.C:
-		case <-ctx.Done():
-			now = time.Now()
-		}
-		meter.Tick(now)
-		sm := f.sample(ctx, now)
-		res.Series = append(res.Series, sm)
-		if f.o.Progress != nil {
-			f.o.Progress(sm)
-		}
-		if ctx.Err() != nil || (f.settled() && now.Sub(f.start) >= lastEvent) {
-			break
-		}
-	}
-	res.Host = meter.Host(time.Now())
-	cancel()
-	f.wg.Wait()
-	for _, m := range f.members {
-		m.mu.Lock()
-		p := result.Peer{
-			Name: m.spec.Name, Class: m.spec.Class, Zone: m.spec.Zone, Behavior: m.spec.Behavior,
-			JoinS: m.spec.JoinAt.Seconds(), Completed: m.completed, Left: m.left && !m.completed,
-			Err: m.err, FromPeers: m.fromPeers, FromOrigins: m.fromOrigins,
-		}
-		if m.completed {
-			p.DoneS = m.done.Sub(m.joined).Seconds()
-		} else if !p.Left && m.spec.Behavior == scenario.Honest {
-			p.Failed = true
-			if p.Err == "" {
-				p.Err = "did not finish within the timeout"
-			}
-		}
-		res.OriginEgressBytes += m.fromOrigins
-		m.mu.Unlock()
-		res.Peers = append(res.Peers, p)
-	}
-	return res, nil
-}
-
-// settled reports whether every honest peer has completed or left, and
-// no pull is running.
-func (f *fleet) settled() bool {
-	for _, m := range f.members {
-		m.mu.Lock()
-		busy := m.pulling != nil || (m.spec.Behavior == scenario.Honest && !m.completed && !m.left && !m.failed)
-		m.mu.Unlock()
-		if busy {
-			return false
-		}
-	}
-	return true
-}
-
-// startPeer starts m's node (again, after a leave) and pulls the blob
-// through its control API.
-func (f *fleet) startPeer(ctx context.Context, m *member) {
-	hooks := daemon.Hooks{Link: m.link}
-	switch m.spec.Behavior {
+// StartPeer starts p's node on its data directory, with its link and,
+// for a byzantine class, its store wrapped. Stop closes the node, for a
+// kill as for a leave.
+func (c *cluster) StartPeer(ctx context.Context, p scenario.Peer) (fleet.Node, error) {
+	hooks := daemon.Hooks{Link: c.links[p.Index]}
+	switch p.Behavior {
 	case scenario.Corrupt:
 		hooks.WrapStore = byzantine.CorruptReads
 	case scenario.Liar:
 		hooks.WrapStore = byzantine.ClaimAll
 	}
-	cfg := f.peerConfig()
-	cfg.Zone, cfg.Rack = m.spec.Zone, m.spec.Rack
+	cfg := c.peerConfig()
+	cfg.Zone, cfg.Rack = p.Zone, p.Rack
 	n, err := daemon.RunPeer(ctx, daemon.PeerConfig{
-		NodeConfig: daemon.NodeConfig{DataDir: m.dir, Tracker: f.tracker.URL("http"), Peer: cfg, Hooks: hooks},
+		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: c.tracker.URL("http"), Peer: cfg, Hooks: hooks},
 		Control:    "127.0.0.1:0",
-	}, f.log.With("node", m.spec.Name))
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	}, c.log.With("node", p.Name))
 	if err != nil {
-		if ctx.Err() == nil {
-			m.err, m.failed = fmt.Sprintf("start: %v", err), true
-		}
-		return
+		return fleet.Node{}, err
 	}
-	m.node, m.left = n, false
-	if m.joined.IsZero() {
-		m.joined = time.Now()
-	}
-	done := make(chan struct{})
-	m.pulling = done
-	f.wg.Go(func() {
-		defer close(done)
-		f.pull(ctx, m, n.Addrs["control"], done)
-	})
+	return fleet.Node{
+		Control: n.Addrs["control"],
+		Stop:    func(ctx context.Context, _ bool) error { return n.Close(ctx) },
+	}, nil
 }
 
-func (f *fleet) pull(ctx context.Context, m *member, addr string, done chan struct{}) {
-	cc, err := controlclient.New(addr)
-	if err != nil {
-		m.mu.Lock()
-		m.err, m.failed, m.pulling = err.Error(), true, nil
-		m.mu.Unlock()
-		return
-	}
-	defer cc.Close()
-	// Counts from an earlier run of this peer (before a leave) carry on.
-	m.mu.Lock()
-	basePeers, baseOrigins := m.fromPeers, m.fromOrigins
-	m.mu.Unlock()
-	b, err := cc.Pull(ctx, f.blob, func(p ctlwire.Progress) {
-		m.mu.Lock()
-		m.fromPeers, m.fromOrigins = basePeers+p.BytesFromPeers, baseOrigins+p.BytesFromOrigins
-		m.mu.Unlock()
-	})
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.pulling == done {
-		m.pulling = nil
-	}
-	if err != nil {
-		if !m.left && ctx.Err() == nil {
-			m.err, m.failed = err.Error(), true
-		}
-		return
-	}
-	m.fromPeers, m.fromOrigins = basePeers+b.BytesFromPeers, baseOrigins+b.BytesFromOrigins
-	m.completed, m.done, m.err = true, time.Now(), ""
-}
-
-// apply carries out an event.
-func (f *fleet) apply(ctx context.Context, ev scenario.Event) {
-	var pick []*member
-	for _, m := range f.members {
-		if ev.Class != "" && m.spec.Class != ev.Class || ev.Class == "" && m.spec.Behavior != scenario.Honest {
-			continue
-		}
-		m.mu.Lock()
-		running := m.node != nil
-		ok := running && (!ev.Incomplete || !m.completed) // leave, kill
-		if ev.Action == "join" {
-			ok = !running && m.left
-		}
-		m.mu.Unlock()
-		if ok {
-			pick = append(pick, m)
-		}
-	}
-	n := ev.Count
-	if ev.Fraction > 0 {
-		n = int(math.Round(ev.Fraction * float64(len(pick))))
-	}
-	n = min(n, len(pick))
-	// Spread the choice over the fleet, deterministically.
-	for i := range n {
-		m := pick[i*len(pick)/n]
-		switch ev.Action {
-		case "join":
-			f.startPeer(ctx, m)
-		default:
-			f.stopPeer(m)
-		}
-	}
-	f.log.Info("event", "at", ev.At, "action", ev.Action, "peers", n)
-}
-
-// stopPeer closes m's node; its pull ends, and m counts as having left
-// unless it completed.
-func (f *fleet) stopPeer(m *member) {
-	m.mu.Lock()
-	n := m.node
-	m.node, m.left = nil, true
-	m.mu.Unlock()
-	if n == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := n.Close(ctx); err != nil {
-		f.log.Warn("stop peer", "peer", m.spec.Name, "err", err)
-	}
-}
-
-// sample takes one point of the time series.
-func (f *fleet) sample(ctx context.Context, now time.Time) result.Sample {
-	sm := result.Sample{T: now.Sub(f.start).Seconds()}
-	for _, m := range f.members {
-		m.mu.Lock()
-		sm.OriginBytes += m.fromOrigins
-		sm.PeerBytes += m.fromPeers
-		if m.completed && m.spec.Behavior == scenario.Honest {
-			sm.Complete++
-		}
-		if m.node != nil {
-			sm.Live++
-		}
-		m.mu.Unlock()
-	}
-	qctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if st, err := f.tc.SwarmReplication(qctx, f.blob); err == nil && len(st.Replication) > 0 {
-		sm.ReplMin, sm.ReplMax = math.MaxInt, 0
-		var sum int
-		for _, r := range st.Replication {
-			sm.ReplMin, sm.ReplMax = min(sm.ReplMin, int(r)), max(sm.ReplMax, int(r))
-			sum += int(r)
-		}
-		sm.ReplMean = float64(sum) / float64(len(st.Replication))
-	}
-	return sm
-}
-
-// close stops every node.
-func (f *fleet) close() error {
+// close stops every node: the peers, then the origins, then the tracker.
+func (c *cluster) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(f.members)+len(f.origins)+1)
-	for i, m := range f.members {
-		m.mu.Lock()
-		n := m.node
-		m.node = nil
-		m.mu.Unlock()
-		if n != nil {
-			wg.Go(func() { errs[i] = n.Close(ctx) })
-		}
+	var errs []error
+	if c.fleet != nil {
+		errs = append(errs, c.fleet.Close(ctx))
 	}
-	wg.Wait()
-	for i, n := range f.origins {
-		errs[len(f.members)+i] = n.Close(ctx)
+	for _, n := range c.origins {
+		errs = append(errs, n.Close(ctx))
 	}
-	if f.tc != nil {
-		f.tc.CloseIdleConnections()
+	if c.tc != nil {
+		c.tc.CloseIdleConnections()
 	}
-	if f.tracker != nil {
-		errs[len(errs)-1] = f.tracker.Close(ctx)
+	if c.tracker != nil {
+		errs = append(errs, c.tracker.Close(ctx))
 	}
 	return errors.Join(errs...)
 }

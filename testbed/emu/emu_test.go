@@ -69,11 +69,14 @@ func TestFlashCrowd(t *testing.T) {
 // ones; a kill event takes two honest peers out, who count as left.
 func TestByzantineAndChurn(t *testing.T) {
 	s := small(6)
+	// Links at 1 MB/s: the pulls take seconds, so the kill at 1.5 s finds
+	// peers started and unfinished even on a loaded machine.
+	s.Classes[0].Link.Up, s.Classes[0].Link.Down, s.Origins.Up = 1_000_000, 1_000_000, 1_000_000
 	link := s.Classes[0].Link
 	s.Classes = append(s.Classes,
 		scenario.Class{Name: "corrupt", Count: 1, Link: link, Behavior: scenario.Corrupt},
 		scenario.Class{Name: "liar", Count: 1, Link: link, Behavior: scenario.Liar})
-	s.Events = []scenario.Event{{At: 300 * time.Millisecond, Action: "kill", Count: 2, Class: "peer", Incomplete: true}}
+	s.Events = []scenario.Event{{At: 1500 * time.Millisecond, Action: "kill", Count: 2, Class: "peer", Incomplete: true}}
 	s = s.WithDefaults()
 	r, sum := run(t, s)
 	left := 0

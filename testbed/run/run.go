@@ -16,7 +16,7 @@ import (
 
 // Options tune a run.
 type Options struct {
-	// Dir is where emulated nodes keep their data (default: emu.DefaultDir).
+	// Dir is where emulated nodes keep their data (default: fleet.DefaultDir).
 	Dir string
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
