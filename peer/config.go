@@ -62,10 +62,10 @@ type Config struct {
 	// keep a flash crowd from fetching the same chunks from it at once:
 	// the requests it turns away go to peers instead.
 	UploadSlots int `yaml:"upload_slots"`
-	// ResendWindow: within this time of sending a chunk to one peer, a
-	// request for it from another peer is answered Reject{Busy}, so that
-	// the second peer fetches it from the first once that one announces
-	// it. It keeps a flash crowd from fetching the same chunks from an
+	// ResendWindow: within this time of sending a chunk to one peer
+	// (counted from when its last byte went out), a request for it from
+	// another peer is answered Reject{Busy}, so that the second peer
+	// fetches it from the first once that one announces it. It keeps a flash crowd from fetching the same chunks from an
 	// origin at once. Default 2s for an origin, 0 (off) for a peer; a
 	// negative value turns it off.
 	ResendWindow time.Duration `yaml:"resend_window"`
@@ -79,9 +79,11 @@ type Config struct {
 	// flooding a production link. QUIC connections are not capped.
 	HostUploadRate   int64 `yaml:"host_upload_rate"`
 	HostDownloadRate int64 `yaml:"host_download_rate"`
-	// RequestTimeout is how long a chunk or manifest request may stay
-	// unanswered before it is retried elsewhere (default 10s). It sets
-	// Sched.RequestTimeout unless that is set.
+	// RequestTimeout is how long a manifest request may stay unanswered,
+	// and how long a peer may keep its oldest chunk request waiting with
+	// no data arriving, before they are retried elsewhere (default 10s;
+	// see sched.Config.RequestTimeout). It sets Sched.RequestTimeout
+	// unless that is set.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// ManifestTimeout bounds how long Pull looks for a blob's manifest
 	// before failing with ErrNotFound (default 30s).

@@ -104,6 +104,11 @@ type (
 		s   *session
 		idx int
 	}
+	// evProgress: part of the requested chunk idx arrived from s.
+	evProgress struct {
+		s   *session
+		idx int
+	}
 	// evChunk: a requested chunk arrived and was verified and stored
 	// (neither bad nor err), failed verification (bad), or could not be
 	// stored (err).
@@ -539,6 +544,11 @@ func (d *download) event(m *chunker.Manifest, ev any) (bool, error) {
 			return false, nil
 		}
 		return d.handle(m, sched.PeerHave{Peer: ev.s.sid, Index: ev.idx})
+	case evProgress:
+		if d.peers[ev.s.sid] != ev.s {
+			return false, nil
+		}
+		return d.handle(m, sched.ChunkProgress{Peer: ev.s.sid, Index: ev.idx})
 	case evPeerDown:
 		if d.peers[ev.s.sid] != ev.s {
 			return false, nil
@@ -605,6 +615,9 @@ func (d *download) handle(m *chunker.Manifest, ev sched.Event) (bool, error) {
 				s.requestChunk(d, a.Index, m.Chunks[a.Index])
 			}
 		case sched.Cancel:
+			if _, tick := ev.(sched.Tick); tick {
+				e.met.requestTimeout() // only a stalled peer's requests are cancelled on a Tick
+			}
 			if s := d.peers[a.Peer]; s != nil {
 				s.cancelChunk(d, a.Index)
 			}

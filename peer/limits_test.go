@@ -86,17 +86,28 @@ func TestUploadRateLimit(t *testing.T) {
 	}
 }
 
-// Within the resend window an origin sends a chunk to one peer only;
-// others are told Busy and fetch it from that peer.
-func TestResendWindow(t *testing.T) {
+// startFakeClockOrigin starts an origin with a 10s resend window on a fake
+// clock; adjust, if set, changes its configuration first.
+func startFakeClockOrigin(t *testing.T, adjust func(*peer.Config)) (*peertest.Node, *clock.Fake) {
+	t.Helper()
 	tr := startTracker(t)
 	clk := clock.NewFake(time.Now())
 	cfg := peertest.TestConfig()
 	cfg.Role = trackerwire.RoleOrigin
 	cfg.ResendWindow = 10 * time.Second
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	n := peertest.NewNode(t, "origin", tr, cfg)
 	n.Clock = clk
 	n.Start()
+	return n, clk
+}
+
+// Within the resend window an origin sends a chunk to one peer only;
+// others are told Busy and fetch it from that peer.
+func TestResendWindow(t *testing.T) {
+	n, clk := startFakeClockOrigin(t, nil)
 	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(18, 256<<10)), peertest.SmallChunks)
 	c := m.Chunks[0]
 
@@ -269,5 +280,142 @@ func TestBusyRefusalDoesNotClaimChunk(t *testing.T) {
 			t.Fatalf("C: %#v, want y's data", r)
 		}
 		sC.Reset()
+	}
+}
+
+// On a slow link a deep pipeline takes longer than the request timeout to
+// drain, but the peer is answering all along: the scheduler's clock runs
+// only for the oldest request at a peer, and restarts as its data arrives,
+// so nothing times out and nothing is fetched twice.
+func TestSlowLinkDeepPipeline(t *testing.T) {
+	tr := startTracker(t)
+	c := peertest.NewCluster(t, tr, peertest.ClusterOptions{Peers: 1, Config: func(name string, cfg *peer.Config) {
+		cfg.RequestTimeout = time.Second
+		if name == "origin" {
+			cfg.UploadRate = 256 << 10 // 2s for the blob, with 8 requests queued at once
+			cfg.PieceSize = 16 << 10
+		}
+		cfg.Sched.MaxInflightPerPeer = 8
+	}})
+	data := chunkertest.Bytes(19, 512<<10)
+	m := peertest.SeedBlob(t, c.Origin, bytes.NewReader(data), peertest.SmallChunks)
+	if len(m.Chunks) < 4 {
+		t.Fatalf("%d chunks: the pipeline is too short to drain slowly", len(m.Chunks))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := c.Peers[0]
+	start := time.Now()
+	if _, err := p.Engine.Pull(ctx, m.Digest, peer.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	verifyCopy(t, p, m, data)
+	if took < 1500*time.Millisecond {
+		t.Fatalf("the pull took %v: the upload rate limit did not hold it back past the timeout", took)
+	}
+	if got := p.Stats().RequestTimeouts; got != 0 {
+		t.Errorf("%d requests timed out on a slow but steady link", got)
+	}
+	if got := metricValue(t, p.Registry, "p2pd_peer_request_timeouts_total"); got != 0 {
+		t.Errorf("request_timeouts metric %v, want 0", got)
+	}
+	if up := c.Origin.Stats().BytesUploaded; up != uint64(len(data)) {
+		t.Errorf("the origin sent %d bytes for a %d-byte blob", up, len(data))
+	}
+}
+
+// The resend window counts from when the chunk has been sent, not from when
+// the request was accepted: on a slow link the first requester has it, and
+// can pass it on, only then.
+func TestResendWindowFromSend(t *testing.T) {
+	n, clk := startFakeClockOrigin(t, func(cfg *peer.Config) {
+		cfg.UploadRate = 32 << 10 // seconds of virtual time for the chunk
+		cfg.PieceSize = 16 << 10
+	})
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(20, 256<<10)), chunker.Config{MinSize: 64 << 10, AvgSize: 128 << 10, MaxSize: 256 << 10})
+	c := m.Chunks[0]
+	if c.Size < 128<<10 {
+		t.Fatalf("chunk of %d bytes: too small to take a while", c.Size)
+	}
+	dial := func() (network.Stream, *peerwire.Decoder) {
+		h := rawHost(t)
+		s, dec := rawStream(t, h, n)
+		hello(t, h, s, dec)
+		return s, dec
+	}
+	// first returns the type of the first answer to a request for c. With
+	// pump, virtual time passes until the whole chunk has arrived.
+	first := func(s network.Stream, dec *peerwire.Decoder, req uint32, pump bool) peerwire.Type {
+		t.Helper()
+		if err := peerwire.Encode(s, peerwire.Request{ReqID: req, Chunk: c.Digest}); err != nil {
+			t.Fatal(err)
+		}
+		if !pump {
+			msg, err := dec.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return msg.Type()
+		}
+		type answer struct {
+			typ peerwire.Type
+			err error
+		}
+		done := make(chan answer, 1)
+		go func() {
+			got := 0
+			var typ peerwire.Type
+			for {
+				msg, err := dec.Next()
+				if err != nil {
+					done <- answer{err: err}
+					return
+				}
+				if typ == 0 {
+					typ = msg.Type()
+				}
+				switch m := msg.(type) {
+				case peerwire.Reject:
+					done <- answer{typ: typ}
+					return
+				case peerwire.Data:
+					if got += len(m.Payload); got == int(c.Size) {
+						done <- answer{typ: typ}
+						return
+					}
+				}
+			}
+		}()
+		for {
+			select {
+			case a := <-done:
+				if a.err != nil {
+					t.Fatal(a.err)
+				}
+				return a.typ
+			case <-time.After(time.Millisecond):
+				clk.Advance(50 * time.Millisecond) // the rate limit waits on the engine's clock
+			}
+		}
+	}
+	x, xdec := dial()
+	y, ydec := dial()
+	start := clk.Now()
+	if got := first(x, xdec, 1, true); got != peerwire.TypeData {
+		t.Fatalf("first request answered with %s", got)
+	}
+	sent := clk.Now()
+	if sent.Sub(start) < 2*time.Second {
+		t.Fatalf("the chunk took %v of virtual time: the rate limit did not slow it down", sent.Sub(start))
+	}
+	// 11s after the request was accepted, but within 10s of the send.
+	clk.Advance(start.Add(11 * time.Second).Sub(clk.Now()))
+	if got := first(y, ydec, 1, false); got != peerwire.TypeReject {
+		t.Fatalf("11s after the request but %v after the send, a second peer got %s, want Reject", start.Add(11*time.Second).Sub(sent), got)
+	}
+	clk.Advance(sent.Add(11 * time.Second).Sub(clk.Now()))
+	if got := first(y, ydec, 2, false); got != peerwire.TypeData {
+		t.Fatalf("after the window the second peer got %s, want Data", got)
 	}
 }

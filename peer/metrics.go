@@ -48,6 +48,10 @@ type Stats struct {
 	// another peer (Config.ResendWindow).
 	UploadBusy     uint64
 	UploadDeferred uint64
+	// RequestTimeouts counts chunk requests this engine cancelled because
+	// the peer stalled: it sent nothing towards its oldest request for
+	// the request timeout (sched.Config.RequestTimeout).
+	RequestTimeouts uint64
 	// UploadRateDelay and DownloadRateDelay add up the waits the
 	// per-peer rate limits imposed.
 	UploadRateDelay   time.Duration
@@ -72,13 +76,14 @@ type metrics struct {
 	downDelay    prometheus.Counter
 	busy         prometheus.Counter
 	deferred     prometheus.Counter
+	timeouts     prometheus.Counter
 	pullDuration prometheus.Histogram
 	pullChecks   *prometheus.CounterVec
 
 	// Mirrors of the counters for Stats.
-	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred atomic.Uint64
-	nUpDelay, nDownDelay                                                                 atomic.Int64
-	nConns                                                                               atomic.Int64
+	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nTimeouts atomic.Uint64
+	nUpDelay, nDownDelay                                                                            atomic.Int64
+	nConns                                                                                          atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -127,6 +132,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "p2pd_peer_upload_deferred_total",
 			Help: "Chunk requests refused (Reject Busy) because the chunk was sent to another peer within the resend window.",
 		}),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_peer_request_timeouts_total",
+			Help: "Chunk requests cancelled because the peer stalled: it sent nothing towards its oldest request for the request timeout.",
+		}),
 		pullDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "p2pd_peer_pull_duration_seconds",
 			Help:    "Duration of successful downloads, manifest lookup and verification included.",
@@ -147,7 +156,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.downloaded, m.uploaded, m.verified, m.rejected, m.bans, m.penalties,
-		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.pullDuration, m.pullChecks,
+		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.timeouts, m.pullDuration, m.pullChecks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer: register metrics: %w", err)
@@ -175,6 +184,7 @@ func (m *metrics) chunkVerified()  { m.verified.Inc(); m.nVerified.Add(1) }
 func (m *metrics) chunkRejected()  { m.rejected.Inc(); m.nRejected.Add(1) }
 func (m *metrics) uploadBusy()     { m.busy.Inc(); m.nBusy.Add(1) }
 func (m *metrics) uploadDeferred() { m.deferred.Inc(); m.nDeferred.Add(1) }
+func (m *metrics) requestTimeout() { m.timeouts.Inc(); m.nTimeouts.Add(1) }
 
 // pullVerified counts a pull bound to its digest by "manifest" or "blob".
 func (m *metrics) pullVerified(by string) { m.pullChecks.WithLabelValues(by).Inc() }
@@ -218,6 +228,7 @@ func (m *metrics) stats() Stats {
 		Penalties:         m.nPenalties.Load(),
 		UploadBusy:        m.nBusy.Load(),
 		UploadDeferred:    m.nDeferred.Load(),
+		RequestTimeouts:   m.nTimeouts.Load(),
 		UploadRateDelay:   time.Duration(m.nUpDelay.Load()),
 		DownloadRateDelay: time.Duration(m.nDownDelay.Load()),
 		Connections:       int(m.nConns.Load()),

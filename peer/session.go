@@ -40,6 +40,9 @@ const (
 	writeTimeout = 30 * time.Second
 	// streamBufSize is the size of the buffered reader and writer.
 	streamBufSize = 64 << 10
+	// progressEvery: a chunk arriving slowly is reported to its download
+	// (evProgress) about this many times per request timeout.
+	progressEvery = 4
 )
 
 // session is the protocol stream with one remote peer. Three goroutines
@@ -112,6 +115,10 @@ type chunkReq struct {
 	size   int
 	buf    []byte
 	got    int
+	// told is when the download last heard that the request is being
+	// answered (evProgress), or when it was made; reader goroutine only
+	// once the request is registered.
+	told time.Time
 }
 
 type chunkKey struct {
@@ -395,6 +402,13 @@ func (s *session) writeLoop() {
 				return
 			}
 			if cur.off == len(cur.data) {
+				if !cur.manifest {
+					// The resend window counts from when the chunk
+					// has been sent: on a slow link that is long
+					// after the request was accepted, and until then
+					// nobody can fetch it from this peer's requester.
+					s.e.claimUpload(cur.digest, s.id)
+				}
 				s.finishUpload(cur)
 				cur = nil
 			}
@@ -573,7 +587,7 @@ func (s *session) requestChunk(dl *download, idx int, c chunker.Chunk) bool {
 		return true
 	}
 	id := s.newReqIDLocked()
-	s.reqs[id] = &chunkReq{dl: dl, idx: idx, digest: c.Digest, size: int(c.Size)}
+	s.reqs[id] = &chunkReq{dl: dl, idx: idx, digest: c.Digest, size: int(c.Size), told: s.e.clock.Now()}
 	s.reqByIdx[key] = id
 	s.mu.Unlock()
 	return s.send(peerwire.Request{ReqID: id, Chunk: c.Digest})
@@ -825,6 +839,15 @@ func (s *session) onData(m peerwire.Data) error {
 	}
 	copy(r.buf[r.got:], m.Payload)
 	r.got += n
+	// Tell the scheduler the request is being answered, so that a chunk
+	// that takes a while on a slow link does not time out. It counts time
+	// from when a request became the oldest at this peer or last made
+	// progress, so every quarter of the timeout is often enough; a fast
+	// transfer posts nothing.
+	if now := s.e.clock.Now(); now.Sub(r.told) >= s.e.cfg.Sched.RequestTimeout/progressEvery {
+		r.told = now
+		r.dl.post(s.ctx, evProgress{s: s, idx: r.idx})
+	}
 	if r.got < r.size {
 		return nil
 	}

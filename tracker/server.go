@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -227,7 +228,13 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 		return resultError
 	}
 	picked := handout.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, s.policy, rng)
-	resp.Peers = make([]trackerwire.PeerInfo, len(picked))
+	pp := peerInfoPool.Get().(*[]trackerwire.PeerInfo)
+	defer func() {
+		clear(resp.Peers) // let go of the records' strings
+		*pp = resp.Peers[:0]
+		peerInfoPool.Put(pp)
+	}()
+	resp.Peers = slices.Grow(*pp, len(picked))[:len(picked)]
 	for i, p := range picked {
 		resp.Peers[i] = trackerwire.PeerInfo{
 			PeerID: p.PeerID, Addrs: p.Addrs, Role: p.Role, Complete: p.Complete,
@@ -238,6 +245,9 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 	writeJSON(w, http.StatusOK, &resp)
 	return resultOK
 }
+
+// peerInfoPool holds the Peers slices of announce responses.
+var peerInfoPool = sync.Pool{New: func() any { return new([]trackerwire.PeerInfo) }}
 
 func (s *Server) handleSwarm(w http.ResponseWriter, r *http.Request) {
 	blob, err := chunker.ParseDigest(r.PathValue(trackerwire.SwarmPathValue))

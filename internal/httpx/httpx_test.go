@@ -3,8 +3,11 @@ package httpx
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -66,4 +69,25 @@ func TestServeAndShutdown(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// appender encodes itself like encoding/json would.
+type appender struct{ N int }
+
+func (a appender) AppendJSON(b []byte) []byte { return fmt.Appendf(b, `{"N":%d}`, a.N) }
+
+// TestWriteJSONAppender checks that a JSONAppender is written exactly as
+// encoding/json would write it, headers included, and that pooled
+// buffers do not leak between responses.
+func TestWriteJSONAppender(t *testing.T) {
+	for _, n := range []int{1, 22, 333} {
+		viaMarshal, viaAppend := httptest.NewRecorder(), httptest.NewRecorder()
+		WriteJSON(viaMarshal, http.StatusTeapot, struct{ N int }{n})
+		WriteJSON(viaAppend, http.StatusTeapot, appender{n})
+		if viaAppend.Code != viaMarshal.Code || viaAppend.Body.String() != viaMarshal.Body.String() ||
+			!reflect.DeepEqual(viaAppend.Header(), viaMarshal.Header()) {
+			t.Errorf("appender wrote %d %v %q, encoding/json %d %v %q", viaAppend.Code, viaAppend.Header(), viaAppend.Body,
+				viaMarshal.Code, viaMarshal.Header(), viaMarshal.Body)
+		}
+	}
 }

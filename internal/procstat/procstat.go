@@ -13,7 +13,13 @@ import (
 )
 
 // PeakRSS returns the process's peak resident set size in bytes (VmHWM).
-func PeakRSS() (int64, error) {
+func PeakRSS() (int64, error) { return statusKB("VmHWM") }
+
+// RSS returns the process's resident set size in bytes (VmRSS).
+func RSS() (int64, error) { return statusKB("VmRSS") }
+
+// statusKB returns a "kB" field of /proc/self/status, in bytes.
+func statusKB(field string) (int64, error) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0, err
@@ -21,15 +27,15 @@ func PeakRSS() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse VmHWM %q: %w", rest, err)
+				return 0, fmt.Errorf("parse %s %q: %w", field, rest, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
 }
 
 // CPUTime returns the user plus system CPU time the process has used.

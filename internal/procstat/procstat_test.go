@@ -1,6 +1,9 @@
 package procstat
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 func TestPeakRSS(t *testing.T) {
 	before, err := PeakRSS()
@@ -15,6 +18,10 @@ func TestPeakRSS(t *testing.T) {
 	if after < before+32<<20 {
 		t.Fatalf("touching 64 MiB moved peak RSS from %d to %d", before, after)
 	}
+	if rss, err := RSS(); err != nil || rss < 32<<20 {
+		t.Errorf("RSS = %d, %v, with 64 MiB touched", rss, err)
+	}
+	runtime.KeepAlive(b)
 	if CPUTime() <= 0 {
 		t.Fatal("no CPU time")
 	}

@@ -177,31 +177,43 @@ func BenchmarkEvent(b *testing.B) {
 	})
 
 	// A peer whose window is full announces a chunk and then turns out not
-	// to have it: two availability updates (one bucket move each).
-	b.Run("have+notfound", func(b *testing.B) {
-		s, _ := setup(b, partialPeers(n, 50, 0.5, 1))
-		// peer000 is busy; pick chunks it does not have.
-		p := s.byID["peer000"]
-		var missing []int
-		for i := range n {
-			if !p.have.Has(i) {
-				missing = append(missing, i)
-			}
+	// to have it: two availability updates (one bucket move each). The
+	// Have goes by peer ID, or by PeerRef (HandleHave).
+	for _, byRef := range []bool{false, true} {
+		name := "have+notfound"
+		if byRef {
+			name += "/ref"
 		}
-		buf := make([]Action, 0, 16)
-		k := 0
-		for b.Loop() {
-			i := missing[k]
-			if k++; k == len(missing) {
-				k = 0
+		b.Run(name, func(b *testing.B) {
+			s, _ := setup(b, partialPeers(n, 50, 0.5, 1))
+			// peer000 is busy; pick chunks it does not have.
+			p := s.byID["peer000"]
+			ref, _ := s.Ref("peer000")
+			var missing []int
+			for i := range n {
+				if !p.have.Has(i) {
+					missing = append(missing, i)
+				}
 			}
-			buf = s.HandleAppend(buf[:0], epoch, PeerHave{Peer: "peer000", Index: i})
-			buf = s.HandleAppend(buf[:0], epoch, RequestFailed{Peer: "peer000", Index: i, Reason: FailNotFound})
-			if len(buf) != 0 {
-				b.Fatalf("unexpected actions %v", buf)
+			buf := make([]Action, 0, 16)
+			k := 0
+			for b.Loop() {
+				i := missing[k]
+				if k++; k == len(missing) {
+					k = 0
+				}
+				if byRef {
+					buf = s.HandleHave(buf[:0], epoch, ref, i)
+				} else {
+					buf = s.HandleAppend(buf[:0], epoch, PeerHave{Peer: "peer000", Index: i})
+				}
+				buf = s.HandleAppend(buf[:0], epoch, RequestFailed{Peer: "peer000", Index: i, Reason: FailNotFound})
+				if len(buf) != 0 {
+					b.Fatalf("unexpected actions %v", buf)
+				}
 			}
-		}
-	})
+		})
+	}
 
 	// Tick with nothing due.
 	b.Run("tick", func(b *testing.B) {

@@ -27,6 +27,18 @@ func NewBitset(n int) Bitset {
 	return Bitset{n: n, w: make([]uint64, words(n))}
 }
 
+// BitsetIn returns an empty set of length n stored in w, which must hold
+// at least (n+63)/64 words: a caller can keep a small set inside a struct
+// of its own rather than in a separate allocation. The set shares w.
+func BitsetIn(w []uint64, n int) Bitset {
+	if n < 0 || len(w) < words(n) {
+		panic("sched: bitset storage too short")
+	}
+	w = w[:words(n)]
+	clear(w)
+	return Bitset{n: n, w: w}
+}
+
 // FullBitset returns a set of length n holding every index.
 func FullBitset(n int) Bitset {
 	b := NewBitset(n)

@@ -30,15 +30,17 @@ func (s *Scheduler) checkInvariants() error {
 			return fmt.Errorf("peer %s: byID disagrees with peers", p.id)
 		case p.have.Len() != n:
 			return fmt.Errorf("peer %s: bitset length %d, want %d", p.id, p.have.Len(), n)
-		case p.count != p.have.Count():
+		case int(p.count) != p.have.Count():
 			return fmt.Errorf("peer %s: count %d, bitset has %d", p.id, p.count, p.have.Count())
-		case p.window < 1 || p.window > s.cfg.MaxInflightPerPeer:
+		case int(p.nreqs) != len(p.reqs):
+			return fmt.Errorf("peer %s: nreqs %d, %d requests", p.id, p.nreqs, len(p.reqs))
+		case p.window < 1 || int(p.window) > s.cfg.MaxInflightPerPeer:
 			return fmt.Errorf("peer %s: window %d outside [1, %d]", p.id, p.window, s.cfg.MaxInflightPerPeer)
 		case len(p.reqs) > s.cfg.MaxInflightPerPeer:
 			return fmt.Errorf("peer %s: %d requests outstanding, limit %d", p.id, len(p.reqs), s.cfg.MaxInflightPerPeer)
 		case p.dirty:
 			return fmt.Errorf("peer %s still dirty after the event", p.id)
-		case p.full && (p.fallback || p.count != n):
+		case p.full && (p.fallback || int(p.count) != n):
 			return fmt.Errorf("peer %s: full but fallback=%v count=%d", p.id, p.fallback, p.count)
 		case p.fallback != (p.origin && s.cfg.OriginPolicy == OriginFallback):
 			return fmt.Errorf("peer %s: fallback=%v origin=%v", p.id, p.fallback, p.origin)
@@ -62,15 +64,15 @@ func (s *Scheduler) checkInvariants() error {
 			}
 		}
 		seen := map[int32]bool{}
-		for _, r := range p.reqs {
-			if seen[r.idx] {
-				return fmt.Errorf("peer %s: chunk %d requested twice", p.id, r.idx)
+		for _, i := range p.reqs {
+			if seen[i] {
+				return fmt.Errorf("peer %s: chunk %d requested twice", p.id, i)
 			}
-			seen[r.idx] = true
-			if s.held.Has(int(r.idx)) {
-				return fmt.Errorf("peer %s: request for held chunk %d", p.id, r.idx)
+			seen[i] = true
+			if s.held.Has(int(i)) {
+				return fmt.Errorf("peer %s: request for held chunk %d", p.id, i)
 			}
-			nreq[r.idx]++
+			nreq[i]++
 			total++
 		}
 		if p.paused {
@@ -170,21 +172,35 @@ func (s *Scheduler) checkInvariants() error {
 			return fmt.Errorf("chunk %d has exclusions but no failures", i)
 		}
 	}
-	// Every outstanding request has a live entry in the timeout queue.
-	live := map[uint64]bool{}
-	for _, d := range s.queue[s.qhead:] {
-		live[d.seq] = true
-	}
-	for k := 1; k < len(s.queue)-s.qhead; k++ {
-		if s.queue[s.qhead+k].at < s.queue[s.qhead+k-1].at {
-			return fmt.Errorf("timeout queue out of order at %d", k)
+	// The stall list holds exactly the peers with requests outstanding,
+	// once each, by since, and none of them has stalled unnoticed before
+	// the last Tick... (that is checked by the property tests' model).
+	listed := map[*peer]bool{}
+	var prev *peer
+	for p := s.stallHead; p != nil; p = p.next {
+		switch {
+		case listed[p]:
+			return fmt.Errorf("peer %s twice on the stall list", p.id)
+		case p.gone || s.byID[p.id] != p:
+			return fmt.Errorf("peer %s on the stall list is not connected", p.id)
+		case len(p.reqs) == 0:
+			return fmt.Errorf("peer %s on the stall list has no requests", p.id)
+		case p.prev != prev:
+			return fmt.Errorf("peer %s: stall list back link broken", p.id)
+		case prev != nil && p.since < prev.since:
+			return fmt.Errorf("stall list out of order: %s since %v after %s since %v", p.id, p.since, prev.id, prev.since)
+		case p.since > s.now:
+			return fmt.Errorf("peer %s: since %v is in the future (%v)", p.id, p.since, s.now)
 		}
+		listed[p] = true
+		prev = p
+	}
+	if s.stallTail != prev {
+		return fmt.Errorf("stall list tail is not its last peer")
 	}
 	for _, p := range s.peers {
-		for _, r := range p.reqs {
-			if !live[r.seq] {
-				return fmt.Errorf("peer %s: request for %d (seq %d) missing from the timeout queue", p.id, r.idx, r.seq)
-			}
+		if listed[p] != (len(p.reqs) > 0) {
+			return fmt.Errorf("peer %s: %d requests outstanding, on the stall list: %v", p.id, len(p.reqs), listed[p])
 		}
 	}
 	if s.started && s.doneSent != (s.nheld == n) {
@@ -195,7 +211,7 @@ func (s *Scheduler) checkInvariants() error {
 	}
 	// No peer with a free slot has anything it could be asked for.
 	for _, p := range s.peers {
-		if !p.free() {
+		if !s.canAsk(p) {
 			continue
 		}
 		for i := range n {

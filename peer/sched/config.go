@@ -16,10 +16,12 @@ const (
 	// OriginFallback (the default) treats origins as seeders of last resort.
 	// A chunk is requested from an origin only when no connected non-origin
 	// peer advertises it, or when it has already failed
-	// Config.OriginAfterFailures times on peers (timeouts, rejections,
-	// corrupt data). Origins do not count towards a chunk's availability, and
-	// once a chunk qualifies for an origin, peers are no longer asked for it
-	// while an origin that has it is connected.
+	// Config.OriginAfterFailures times on peers (timeouts, errors, corrupt
+	// data; not busy or not-found answers). Origins do not count towards a
+	// chunk's availability. A chunk that qualifies for an origin because it
+	// failed on peers is not reserved for it: whichever of the origin and
+	// the peers that have it (and have not failed it) has a free slot first
+	// is asked.
 	OriginFallback OriginPolicy = iota
 	// OriginAsPeer treats origins exactly like other peers.
 	OriginAsPeer
@@ -58,13 +60,15 @@ func (p OriginPolicy) String() string {
 
 // Defaults for the zero fields of a Config.
 const (
-	DefaultMaxInflightPerPeer  = 4
-	DefaultRequestTimeout      = 10 * time.Second
-	DefaultEndgameThreshold    = 8
-	DefaultMaxDuplicates       = 2
-	DefaultOriginAfterFailures = 2
-	DefaultBanThreshold        = 3
-	DefaultBusyBackoff         = time.Second
+	DefaultMaxInflightPerPeer   = 4
+	DefaultMaxInflightPerOrigin = 2
+	DefaultRequestTimeout       = 10 * time.Second
+	DefaultEndgameThreshold     = 8
+	DefaultMaxDuplicates        = 2
+	DefaultOriginAfterFailures  = 2
+	DefaultBanThreshold         = 3
+	DefaultBusyBackoff          = 50 * time.Millisecond
+	DefaultMaxBusyBackoff       = time.Second
 )
 
 // Limits that Validate enforces, to keep per-chunk counters small.
@@ -81,10 +85,24 @@ type Config struct {
 	// less than 1) on every timeout at that peer and grows back by one per
 	// chunk it delivers. Default 4.
 	MaxInflightPerPeer int `yaml:"max_inflight_per_peer" json:"max_inflight_per_peer"`
-	// RequestTimeout is how long a request may stay unanswered. The first
-	// Tick at or after that time cancels it, frees the peer's slot and
-	// requests the chunk elsewhere; a late answer is still accepted if the
-	// chunk is still missing. Default 10s.
+	// MaxInflightPerOrigin caps the pipelining depth at a fallback origin
+	// (OriginFallback) while any other peer is connected. The origin's
+	// few upload slots then go to many peers, each of which gets a
+	// different chunk to pass on to the rest, rather than a few peers'
+	// deep pipelines; a peer alone with the origin pipelines as deep as
+	// MaxInflightPerPeer. Default 2.
+	MaxInflightPerOrigin int `yaml:"max_inflight_per_origin" json:"max_inflight_per_origin"`
+	// RequestTimeout is how long a peer may keep its oldest outstanding
+	// request waiting without progress: a peer answers its requests in
+	// order, so the clock of a request starts when it becomes the oldest
+	// one at its peer (when it is made to an idle peer, or when the one
+	// before it is answered or cancelled), and restarts whenever part of
+	// it arrives (ChunkProgress). A peer whose oldest request times out has
+	// stalled: the first Tick at or after that time cancels all its
+	// requests, frees its slots and requests the chunks elsewhere; a late
+	// answer is still accepted if the chunk is still missing. Counting from
+	// the request instead would time out the back of a deep pipeline on a
+	// slow link although the peer is busy answering the front. Default 10s.
 	RequestTimeout time.Duration `yaml:"request_timeout" json:"request_timeout"`
 	// EndgameThreshold: once at most this many chunks are missing, a peer
 	// that has nothing un-requested left to fetch may be asked for a chunk
@@ -98,18 +116,30 @@ type Config struct {
 	// OriginFallback.
 	OriginPolicy OriginPolicy `yaml:"origin_policy" json:"origin_policy"`
 	// OriginAfterFailures is, under OriginFallback, how many failed
-	// attempts at peers (timeouts, rejections, corrupt data) make a chunk
-	// eligible for an origin even though peers advertise it. Default 2.
+	// attempts at peers (timeouts, FailError rejections, corrupt data) make
+	// a chunk eligible for an origin even though peers advertise it. Busy
+	// and not-found answers do not count: a busy peer is paused (see
+	// BusyBackoff), and a not-found answer withdraws the chunk from the
+	// peer's advertisement, so that the origin qualifies anyway once no
+	// peer advertises it. Default 2.
 	OriginAfterFailures int `yaml:"origin_after_failures" json:"origin_after_failures"`
 	// BanThreshold is the number of chunks failing verification after
 	// which a peer is banned: it is never asked for anything again, its
 	// availability is forgotten, and a Ban action tells the engine to drop
 	// it. Offences are counted per peer ID across reconnections. Default 3.
 	BanThreshold int `yaml:"ban_threshold" json:"ban_threshold"`
-	// BusyBackoff is how long a peer that rejected a request as busy gets
-	// no new requests. The pause ends at the first Tick at or after that
-	// time. Default 1s.
+	// BusyBackoff is how long a peer that rejected a request as busy first
+	// gets no new requests. Every further busy answer after a pause has
+	// ended doubles the pause, up to MaxBusyBackoff, until the peer
+	// delivers a chunk. Busy answers that arrive while the peer is paused
+	// (to requests made before the pause) change nothing. A pause ends at
+	// the first Tick at or after its end. Default 50ms: a busy origin (whose
+	// few upload slots turn a flash crowd away) is asked again soon, and so
+	// stays busy, while a peer that keeps refusing is asked ever less often.
 	BusyBackoff time.Duration `yaml:"busy_backoff" json:"busy_backoff"`
+	// MaxBusyBackoff caps the busy pause. Default 1s, or BusyBackoff if
+	// that is longer.
+	MaxBusyBackoff time.Duration `yaml:"max_busy_backoff" json:"max_busy_backoff"`
 }
 
 // DefaultConfig returns the defaults that the zero Config stands for.
@@ -120,6 +150,9 @@ func DefaultConfig() Config {
 func (c Config) withDefaults() Config {
 	if c.MaxInflightPerPeer == 0 {
 		c.MaxInflightPerPeer = DefaultMaxInflightPerPeer
+	}
+	if c.MaxInflightPerOrigin == 0 {
+		c.MaxInflightPerOrigin = DefaultMaxInflightPerOrigin
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
@@ -139,6 +172,9 @@ func (c Config) withDefaults() Config {
 	if c.BusyBackoff == 0 {
 		c.BusyBackoff = DefaultBusyBackoff
 	}
+	if c.MaxBusyBackoff == 0 {
+		c.MaxBusyBackoff = max(DefaultMaxBusyBackoff, c.BusyBackoff)
+	}
 	return c
 }
 
@@ -151,6 +187,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxInflightPerPeer < 0 || c.MaxInflightPerPeer > MaxMaxInflightPerPeer:
 		return bad("max inflight per peer %d is outside [1, %d] (0 selects %d)", c.MaxInflightPerPeer, MaxMaxInflightPerPeer, DefaultMaxInflightPerPeer)
+	case c.MaxInflightPerOrigin < 0 || c.MaxInflightPerOrigin > MaxMaxInflightPerPeer:
+		return bad("max inflight per origin %d is outside [1, %d] (0 selects %d)", c.MaxInflightPerOrigin, MaxMaxInflightPerPeer, DefaultMaxInflightPerOrigin)
 	case c.RequestTimeout < 0:
 		return bad("request timeout %v is negative (0 selects %v)", c.RequestTimeout, DefaultRequestTimeout)
 	case c.EndgameThreshold < 0:
@@ -165,6 +203,10 @@ func (c Config) Validate() error {
 		return bad("ban threshold %d is negative (0 selects %d)", c.BanThreshold, DefaultBanThreshold)
 	case c.BusyBackoff < 0:
 		return bad("busy backoff %v is negative (0 selects %v)", c.BusyBackoff, DefaultBusyBackoff)
+	case c.MaxBusyBackoff < 0:
+		return bad("max busy backoff %v is negative (0 selects %v)", c.MaxBusyBackoff, DefaultMaxBusyBackoff)
+	case c.MaxBusyBackoff != 0 && c.MaxBusyBackoff < c.withDefaults().BusyBackoff:
+		return bad("max busy backoff %v is below the busy backoff %v", c.MaxBusyBackoff, c.withDefaults().BusyBackoff)
 	}
 	return nil
 }

@@ -23,7 +23,10 @@
 // and a discrete-event simulator drives the very same code in virtual time,
 // reproducibly given the seed of the *rand.Rand passed to New.
 // HandleAppend lets a hot loop reuse one action buffer; handling an event
-// then allocates nothing in the steady state.
+// then allocates nothing in the steady state. A driver that delivers many
+// Haves (a simulator delivers hundreds of millions) can take a PeerRef for
+// each connected peer (Ref) and use HandleHave, which neither boxes the
+// event nor looks the peer up by ID.
 //
 // The scheduler only sees chunk indices into the manifest
 // (chunker.Manifest.Chunks) and whether a received chunk's SHA-256 matched.
@@ -36,28 +39,41 @@
 //     requested first. Ties are broken at random so that peers fetching the
 //     same blob spread over different chunks.
 //   - Pipelining: up to Config.MaxInflightPerPeer requests are outstanding
-//     at one peer. A timeout at a peer halves its window (to no less than 1);
+//     at one peer. A stall (below) halves its window (to no less than 1);
 //     each chunk it delivers grows it back by one.
 //   - One request per chunk, except in endgame: once at most
 //     Config.EndgameThreshold chunks are missing, a peer that has nothing
 //     un-requested to fetch is asked for a chunk already requested
 //     elsewhere, up to Config.MaxDuplicates requests per chunk. The first
 //     copy to arrive wins and the other requests are cancelled.
-//   - Timeouts: a request unanswered for Config.RequestTimeout is cancelled
-//     on the next Tick and the chunk requested elsewhere. If the late answer
-//     arrives while the chunk is still missing it is accepted.
-//   - Failures: a corrupt chunk (ChunkReceived with Verified false) or a
-//     rejected request (RequestFailed) sends the chunk elsewhere; the peer
-//     that failed it is avoided for that chunk while another peer has it.
-//     After Config.BanThreshold corrupt chunks a peer is banned: a Ban
-//     action, its requests requeued, its availability forgotten, and it is
-//     never asked for anything again, even if it reconnects. A busy peer is
-//     left alone for Config.BusyBackoff; a peer that does not have a chunk
-//     after all loses it from its advertisement.
+//   - Timeouts: a peer answers its requests in order, so only its oldest
+//     outstanding request is on the clock: from when it became the oldest,
+//     restarted whenever part of it arrives (ChunkProgress). A peer whose
+//     oldest request waits Config.RequestTimeout has stalled: on the next
+//     Tick all its requests are cancelled and the chunks requested
+//     elsewhere. A deep pipeline on a slow link therefore does not time out
+//     while the peer is sending. If a late answer arrives while the chunk
+//     is still missing it is accepted.
+//   - Failures: a corrupt chunk (ChunkReceived with Verified false), a
+//     timeout or an error (RequestFailed with FailError) sends the chunk
+//     elsewhere; the peer that failed it is avoided for that chunk while
+//     another peer has it. After Config.BanThreshold corrupt chunks a peer
+//     is banned: a Ban action, its requests requeued, its availability
+//     forgotten, and it is never asked for anything again, even if it
+//     reconnects. A busy peer (FailBusy) is left alone for
+//     Config.BusyBackoff, doubled for each further busy pause until it
+//     delivers a chunk (at most Config.MaxBusyBackoff); a peer that does not
+//     have a chunk after all (FailNotFound) loses it from its
+//     advertisement. Neither is a failure of the chunk.
 //   - Origins are a fallback (OriginFallback): they are asked for a chunk
 //     only when no connected non-origin peer advertises it (which includes
 //     a swarm with no other peers) or when it has failed
-//     Config.OriginAfterFailures times on peers. OriginAsPeer makes them
+//     Config.OriginAfterFailures times on peers. Such a chunk is not
+//     reserved for the origin: a peer that has it and has not failed it is
+//     asked too, if it has a free slot first. While other peers are
+//     connected, at most Config.MaxInflightPerOrigin requests are
+//     outstanding at a fallback origin, so that its few upload slots spread
+//     over many peers, which pass the chunks on. OriginAsPeer makes origins
 //     ordinary peers.
 //   - Chunks held from the start (the have argument of New) or stored
 //     without a request (ChunkStoredLocally) are never requested.
@@ -72,9 +88,11 @@
 // advertises few of the pending chunks the pick intersects bitsets instead,
 // O(chunks/64 + candidates). Peers that advertise every chunk when they
 // connect are counted once rather than per chunk, so a seeder connects in
-// O(chunks/64). The timeout queue is a FIFO (every request gets the same
-// timeout), amortized O(1) per request. A simulator runs one Scheduler per
+// O(chunks/64). The peers with requests outstanding are kept in a list by
+// the time their clock last started, which is always now, so restarting a
+// clock moves a peer to the end: O(1). A simulator runs one Scheduler per
 // simulated peer, so state is kept small: 16 bytes per chunk plus a few
-// bits, and a bitset and some 300 bytes per connected peer; a Scheduler for
-// 1,000 chunks with 50 peers takes about 56 KB.
+// bits, and a bitset and some 250 bytes per connected peer (a bitset of up
+// to 128 chunks inside those, in the same cache line as what a Have
+// touches); a Scheduler for 1,000 chunks with 50 peers takes about 56 KB.
 package sched

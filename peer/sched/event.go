@@ -6,8 +6,9 @@ import (
 )
 
 // Event is something that happened, fed to Scheduler.Handle. It is one of
-// PeerConnected, PeerDisconnected, PeerHave, PeerBitfield, ChunkReceived,
-// RequestFailed, Tick and ChunkStoredLocally; the set is closed.
+// PeerConnected, PeerDisconnected, PeerHave, PeerBitfield, ChunkProgress,
+// ChunkReceived, RequestFailed, Tick and ChunkStoredLocally; the set is
+// closed.
 //
 // Events naming an unknown (never connected, disconnected or banned) peer or
 // a chunk index outside the manifest are ignored, except that a verified
@@ -45,6 +46,17 @@ type PeerBitfield struct {
 	Have Bitset
 }
 
+// ChunkProgress: part of the requested chunk Index arrived from Peer (a
+// Data frame), so the peer is answering that request. If it is the oldest
+// request outstanding at Peer, its timeout clock restarts (see
+// Config.RequestTimeout); otherwise nothing changes. An engine need not
+// send one per frame: one every fraction of RequestTimeout while a chunk
+// is arriving is enough.
+type ChunkProgress struct {
+	Peer  string
+	Index int
+}
+
 // ChunkReceived: Peer sent chunk Index. Verified reports whether its SHA-256
 // matched the manifest; the scheduler never sees the data. A verified chunk
 // that is still missing is accepted even if it was not (or no longer)
@@ -61,13 +73,18 @@ type FailReason uint8
 
 const (
 	// FailError is any other failure; the chunk is requested elsewhere and
-	// this peer is avoided for it.
+	// this peer is avoided for it. It counts towards
+	// Config.OriginAfterFailures.
 	FailError FailReason = iota
-	// FailBusy: the peer is overloaded. It gets no new requests for
-	// Config.BusyBackoff.
+	// FailBusy: the peer is overloaded. It gets no new requests for a
+	// while (Config.BusyBackoff); the chunk is requested again at once,
+	// from it or elsewhere. A busy answer says nothing about the chunk, so
+	// it is no failure of the chunk.
 	FailBusy
 	// FailNotFound: the peer does not have the chunk after all; its
-	// advertisement is corrected.
+	// advertisement is corrected, and the chunk is requested elsewhere.
+	// It is no failure of the chunk either: the peer no longer counts as
+	// a holder.
 	FailNotFound
 )
 
@@ -83,16 +100,17 @@ func (r FailReason) String() string {
 	return "FailReason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// RequestFailed: Peer rejected the request for chunk Index. Failures at
-// peers (not at fallback origins) count towards Config.OriginAfterFailures.
+// RequestFailed: Peer rejected the request for chunk Index. FailError
+// answers from peers (not from fallback origins) count towards
+// Config.OriginAfterFailures.
 type RequestFailed struct {
 	Peer   string
 	Index  int
 	Reason FailReason
 }
 
-// Tick lets time pass: requests outstanding for Config.RequestTimeout time
-// out, and busy peers' pauses end. Nothing else looks at the clock. A
+// Tick lets time pass: the requests of peers that stalled for
+// Config.RequestTimeout time out, and busy peers' pauses end. Nothing else looks at the clock. A
 // driver sends a Tick at Scheduler.NextTick (or simply every second or so).
 type Tick struct{}
 
@@ -105,6 +123,7 @@ func (PeerConnected) isEvent()      {}
 func (PeerDisconnected) isEvent()   {}
 func (PeerHave) isEvent()           {}
 func (PeerBitfield) isEvent()       {}
+func (ChunkProgress) isEvent()      {}
 func (ChunkReceived) isEvent()      {}
 func (RequestFailed) isEvent()      {}
 func (Tick) isEvent()               {}
@@ -117,7 +136,7 @@ const (
 	// Request chunk Index from Peer.
 	Request ActionKind = iota + 1
 	// Cancel the outstanding request for chunk Index at Peer: another copy
-	// arrived, the chunk was stored locally, or the request timed out.
+	// arrived, the chunk was stored locally, or the peer stalled.
 	Cancel
 	// Ban Peer: drop the connection and refuse it in future. Reason says why.
 	Ban

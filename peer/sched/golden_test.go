@@ -30,11 +30,13 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // Commands (t=DUR on any command first moves the virtual clock to DUR after
 // the start; it must not go back):
 //
-//	new chunks=N [have=LIST] [seed=S] [depth=D] [timeout=DUR] [endgame=E]
-//	    [dups=M] [ban=B] [origin-after=K] [backoff=DUR] [policy=fallback|peer]
+//	new chunks=N [have=LIST] [seed=S] [depth=D] [origin-depth=D] [timeout=DUR] [endgame=E]
+//	    [dups=M] [ban=B] [origin-after=K] [backoff=DUR] [max-backoff=DUR]
+//	    [policy=fallback|peer]
 //	connect ID [origin] [have=LIST]      LIST: 0,2,5-9 | all | none
 //	disconnect ID
 //	have ID IDX
+//	data ID IDX                          part of chunk IDX arrived from ID (ChunkProgress)
 //	bitfield ID have=LIST
 //	received ID IDX ok|bad
 //	fail ID IDX busy|notfound|error
@@ -239,7 +241,7 @@ func (d *driver) exec(line string) ([]string, error) {
 			return nil, err
 		}
 		ev = PeerDisconnected{Peer: id}
-	case "have":
+	case "have", "data":
 		id, err := arg(0)
 		if err != nil {
 			return nil, err
@@ -249,6 +251,9 @@ func (d *driver) exec(line string) ([]string, error) {
 			return nil, err
 		}
 		ev = PeerHave{Peer: id, Index: i}
+		if cmd == "data" {
+			ev = ChunkProgress{Peer: id, Index: i}
+		}
 	case "bitfield":
 		id, err := arg(0)
 		if err != nil {
@@ -342,8 +347,8 @@ func (d *driver) exec(line string) ([]string, error) {
 		var out []string
 		for _, p := range d.s.peers {
 			var idx []string
-			for _, r := range p.reqs {
-				idx = append(idx, strconv.Itoa(int(r.idx)))
+			for _, i := range p.reqs {
+				idx = append(idx, strconv.Itoa(int(i)))
 			}
 			out = append(out, fmt.Sprintf("%s: %s", p.id, strings.Join(idx, " ")))
 		}
@@ -377,6 +382,8 @@ func (d *driver) newScheduler(kv map[string]string) error {
 			seed, err = strconv.ParseUint(v, 10, 64)
 		case "depth":
 			cfg.MaxInflightPerPeer, err = strconv.Atoi(v)
+		case "origin-depth":
+			cfg.MaxInflightPerOrigin, err = strconv.Atoi(v)
 		case "timeout":
 			cfg.RequestTimeout, err = time.ParseDuration(v)
 		case "endgame":
@@ -389,6 +396,8 @@ func (d *driver) newScheduler(kv map[string]string) error {
 			cfg.OriginAfterFailures, err = strconv.Atoi(v)
 		case "backoff":
 			cfg.BusyBackoff, err = time.ParseDuration(v)
+		case "max-backoff":
+			cfg.MaxBusyBackoff, err = time.ParseDuration(v)
 		case "policy":
 			switch v {
 			case "fallback":

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,15 +17,22 @@ import (
 //   - a held chunk is never requested;
 //   - a request goes to a connected, unbanned, unpaused peer that
 //     advertises the chunk, with fewer than MaxInflightPerPeer requests
-//     outstanding there;
+//     outstanding there (MaxInflightPerOrigin at a fallback origin while
+//     another peer is connected);
+//   - a busy answer pauses a peer that is not paused for BusyBackoff,
+//     doubled for each pause since the peer last delivered a chunk, at
+//     most MaxBusyBackoff;
 //   - a chunk has a second outstanding request only in endgame, and never
 //     more than MaxDuplicates;
 //   - under OriginFallback an origin is asked only for chunks no peer
-//     advertises or that have failed OriginAfterFailures times on peers;
+//     advertises or that have failed (timeouts, errors, corrupt data; not
+//     busy or not-found answers) OriginAfterFailures times on peers;
 //   - rarest first: a fresh request to a peer is for a chunk at most as
 //     widely advertised as any pending chunk that peer has that never failed;
-//   - a Cancel withdraws an outstanding request, on a Tick only once it is
-//     RequestTimeout old, and every such request is cancelled on that Tick;
+//   - a Cancel withdraws an outstanding request; on a Tick only at a peer
+//     that stalled: its oldest request has waited RequestTimeout since it
+//     became the oldest or since part of it last arrived (ChunkProgress),
+//     and then every request outstanding there is cancelled on that Tick;
 //   - Ban comes exactly at BanThreshold corrupt chunks, Have exactly once
 //     per chunk for a verified chunk or a locally stored one, Done exactly
 //     once, when everything is held;
@@ -65,6 +73,10 @@ type model struct {
 	nheld      int
 	out        map[reqKey]time.Duration // outstanding request -> sent at
 	outList    []reqKey                 // the keys of out, for deterministic random choice
+	order      map[string][]int         // outstanding requests per peer, in request order
+	since      map[string]time.Duration // when the oldest of them became the oldest or progressed
+	streak     map[string]int           // busy pauses since the peer last delivered a chunk
+	stalled    map[reqKey]bool          // requests this Tick must cancel
 	perPeer    map[string]int
 	perChunk   []int
 	fails      []int
@@ -104,6 +116,10 @@ func newModel(t testing.TB, seed uint64, n int, cfg Config, held Bitset) *model 
 		banned:    map[string]bool{},
 		busyUntil: map[string]time.Duration{},
 		pausedTil: map[string]time.Duration{},
+		order:     map[string][]int{},
+		since:     map[string]time.Duration{},
+		streak:    map[string]int{},
+		stalled:   map[reqKey]bool{},
 		dropped:   map[reqKey]bool{},
 	}
 	var err error
@@ -128,6 +144,10 @@ func (m *model) fatalf(format string, a ...any) {
 
 func (m *model) addOut(k reqKey) {
 	m.out[k] = m.now
+	if len(m.order[k.peer]) == 0 {
+		m.since[k.peer] = m.now
+	}
+	m.order[k.peer] = append(m.order[k.peer], k.idx)
 	m.outList = append(m.outList, k)
 	m.perPeer[k.peer]++
 	m.perChunk[k.idx]++
@@ -140,6 +160,12 @@ func (m *model) delOut(k reqKey) (sent time.Duration, ok bool) {
 	}
 	delete(m.out, k)
 	delete(m.dropped, k)
+	o := m.order[k.peer]
+	j := slices.Index(o, k.idx)
+	m.order[k.peer] = slices.Delete(o, j, j+1)
+	if j == 0 {
+		m.since[k.peer] = m.now // the next one is the oldest now
+	}
 	for j, x := range m.outList {
 		if x == k {
 			m.outList[j] = m.outList[len(m.outList)-1]
@@ -181,6 +207,17 @@ func (m *model) fallback(p *simPeer) bool {
 	return p.origin && m.cfg.OriginPolicy == OriginFallback
 }
 
+// otherPeers reports whether a peer that is not a fallback origin is
+// connected.
+func (m *model) otherPeers() bool {
+	for _, p := range m.peers {
+		if p.connected && !m.banned[p.id] && !m.fallback(p) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *model) endgame() bool {
 	missing := m.n - m.nheld
 	return m.cfg.MaxDuplicates > 1 && missing > 0 && missing <= m.cfg.EndgameThreshold
@@ -193,7 +230,15 @@ func (m *model) handle(ev Event) {
 	m.availCache = nil
 	m.ev, m.wantHave, m.sawHave, m.wantBan, m.sawBan = ev, -1, false, "", false
 	m.before(ev)
-	acts := m.s.Handle(epoch.Add(m.now), ev)
+	var acts []Action
+	if e, ok := ev.(PeerHave); ok && m.events%2 == 0 {
+		// Every other Have goes through the handle API, which must
+		// behave the same (an unknown peer has the zero, stale ref).
+		ref, _ := m.s.Ref(e.Peer)
+		acts = m.s.HandleHave(nil, epoch.Add(m.now), ref, e.Index)
+	} else {
+		acts = m.s.Handle(epoch.Add(m.now), ev)
+	}
 	var trace []string
 	for _, a := range acts {
 		trace = append(trace, a.String())
@@ -225,16 +270,21 @@ func (m *model) before(ev Event) {
 		m.forget(e.Peer)
 		delete(m.busyUntil, e.Peer) // a busy pause belongs to a connection
 		delete(m.pausedTil, e.Peer)
+		delete(m.streak, e.Peer)
 		p.connected = true
 	case PeerDisconnected:
 		m.forget(e.Peer)
 		delete(m.busyUntil, e.Peer)
 		delete(m.pausedTil, e.Peer)
+		delete(m.streak, e.Peer)
 		m.byID[e.Peer].connected = false
 	case ChunkReceived:
 		k := reqKey{e.Peer, e.Index}
 		m.delOut(k)
 		if e.Verified {
+			if m.byID[e.Peer].connected && !m.banned[e.Peer] {
+				delete(m.streak, e.Peer)
+			}
 			if !m.held[e.Index] {
 				m.wantHave = e.Index
 			}
@@ -258,11 +308,28 @@ func (m *model) before(ev Event) {
 			p.have.Clear(e.Index) // it says it does not have it; believe it
 		}
 		if _, ok := m.delOut(reqKey{e.Peer, e.Index}); ok {
-			m.fails[e.Index]++
-			if e.Reason == FailBusy {
-				m.busyUntil[e.Peer] = m.now + m.cfg.BusyBackoff
-				m.pausedTil[e.Peer] = m.busyUntil[e.Peer]
+			switch e.Reason {
+			case FailError:
+				m.fails[e.Index]++
+			case FailBusy:
+				if _, paused := m.pausedTil[e.Peer]; !paused {
+					d := m.cfg.BusyBackoff
+					for range m.streak[e.Peer] {
+						d *= 2
+					}
+					if d >= m.cfg.MaxBusyBackoff {
+						d = m.cfg.MaxBusyBackoff
+					} else {
+						m.streak[e.Peer]++
+					}
+					m.busyUntil[e.Peer] = m.now + d
+					m.pausedTil[e.Peer] = m.busyUntil[e.Peer]
+				}
 			}
+		}
+	case ChunkProgress:
+		if o := m.order[e.Peer]; len(o) > 0 && o[0] == e.Index {
+			m.since[e.Peer] = m.now
 		}
 	case ChunkStoredLocally:
 		if !m.held[e.Index] {
@@ -272,6 +339,14 @@ func (m *model) before(ev Event) {
 		for id, until := range m.pausedTil {
 			if until <= m.now {
 				delete(m.pausedTil, id)
+			}
+		}
+		clear(m.stalled)
+		for id, o := range m.order {
+			if len(o) > 0 && m.since[id]+m.cfg.RequestTimeout <= m.now {
+				for _, i := range o {
+					m.stalled[reqKey{id, i}] = true
+				}
 			}
 		}
 	}
@@ -297,6 +372,8 @@ func (m *model) apply(a Action) {
 			m.fatalf("%v: peer does not advertise the chunk", a)
 		case m.perPeer[a.Peer] >= m.cfg.MaxInflightPerPeer:
 			m.fatalf("%v: %d requests already outstanding at the peer", a, m.perPeer[a.Peer])
+		case m.fallback(p) && m.otherPeers() && m.perPeer[a.Peer] >= m.cfg.MaxInflightPerOrigin:
+			m.fatalf("%v: %d requests already outstanding at the origin, and other peers are connected", a, m.perPeer[a.Peer])
 		case m.now < m.busyUntil[a.Peer]:
 			m.fatalf("%v: peer is busy until %v", a, m.busyUntil[a.Peer])
 		}
@@ -332,9 +409,10 @@ func (m *model) apply(a Action) {
 		}
 		switch e := m.ev.(type) {
 		case Tick:
-			if m.now < sent+m.cfg.RequestTimeout {
-				m.fatalf("%v: timed out after %v, timeout is %v", a, m.now-sent, m.cfg.RequestTimeout)
+			if !m.stalled[k] {
+				m.fatalf("%v: timed out after %v although its peer has not stalled (timeout %v)", a, m.now-sent, m.cfg.RequestTimeout)
 			}
+			delete(m.stalled, k)
 			m.fails[a.Index]++
 		case ChunkReceived:
 			if !e.Verified || e.Index != a.Index {
@@ -392,20 +470,18 @@ func (m *model) after() {
 		m.fatalf("no ban for %s", m.wantBan)
 	}
 	if _, ok := m.ev.(Tick); ok {
-		for _, k := range m.outList {
-			if m.out[k]+m.cfg.RequestTimeout <= m.now {
-				m.fatalf("request %v sent at %v not cancelled at %v", k, m.out[k], m.now)
-			}
+		for k := range m.stalled {
+			m.fatalf("request %v sent at %v to a peer stalled since %v not cancelled at %v", k, m.out[k], m.since[k.peer], m.now)
 		}
 	}
 	if m.nheld == m.n && m.done != 1 {
 		m.fatalf("every chunk held, done emitted %d times", m.done)
 	}
-	// NextTick: the earliest request deadline or end of a pause.
+	// NextTick: the earliest stall of a peer or end of a pause.
 	var want time.Duration
 	wantOK := false
-	for _, k := range m.outList {
-		if d := m.out[k] + m.cfg.RequestTimeout; !wantOK || d < want {
+	for id, o := range m.order {
+		if d := m.since[id] + m.cfg.RequestTimeout; len(o) > 0 && (!wantOK || d < want) {
 			want, wantOK = d, true
 		}
 	}
@@ -495,12 +571,26 @@ func (m *model) pickPeer(ok func(*simPeer) bool) *simPeer {
 func (m *model) chaosStep() {
 	r := m.r
 	switch w := r.IntN(100); {
-	case w < 45:
+	case w < 40:
 		if ks := m.answerable(); len(ks) > 0 {
 			m.answer(ks[r.IntN(len(ks))], false)
 			return
 		}
 		m.handle(Tick{})
+	case w < 45:
+		// Part of a chunk arrives, mostly for the oldest request at its
+		// peer; time passes first, so that progress matters.
+		ks := m.answerable()
+		if len(ks) == 0 {
+			m.handle(Tick{})
+			return
+		}
+		k := ks[r.IntN(len(ks))]
+		if o := m.order[k.peer]; r.IntN(4) != 0 {
+			k.idx = o[0]
+		}
+		m.now += time.Duration(r.Int64N(int64(m.cfg.RequestTimeout)))
+		m.handle(ChunkProgress{Peer: k.peer, Index: k.idx})
 	case w < 52:
 		// A late answer to a cancelled or timed-out request.
 		if len(m.late) == 0 {
@@ -620,6 +710,12 @@ func randomScenario(t testing.TB, seed uint64, maxChunks, maxPeers int) *model {
 		OriginAfterFailures: 1 + r.IntN(3),
 		BanThreshold:        1 + r.IntN(4),
 		BusyBackoff:         time.Duration(r.IntN(3000)) * time.Millisecond,
+	}
+	if r.IntN(2) == 0 {
+		cfg.MaxInflightPerOrigin = 1 + r.IntN(4)
+	}
+	if r.IntN(2) == 0 {
+		cfg.MaxBusyBackoff = cfg.withDefaults().BusyBackoff * time.Duration(1+r.IntN(20))
 	}
 	if r.IntN(4) == 0 {
 		cfg.OriginPolicy = OriginAsPeer

@@ -6,10 +6,14 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
 )
+
+// tags numbers Schedulers, so that a PeerRef of one is stale for another.
+var tags atomic.Uint32
 
 // MaxChunks is the largest manifest a Scheduler accepts.
 const MaxChunks = chunker.MaxManifestChunks
@@ -43,95 +47,107 @@ type chunkState struct {
 	fails   uint16 // failed attempts (timeouts, rejections, corrupt data), saturating
 }
 
-type req struct {
-	idx int32
-	seq uint64
-}
-
-// deadline is a request's entry in the timeout queue. Entries are appended in
-// request order, and every request gets the same timeout, so the queue is
-// sorted by at. Entries for requests that were answered stay until they
-// reach the head and are then skipped: no request of the peer in that slot
-// has their seq any more (sequence numbers are never reused, slots are). The
-// entry holds no pointers, so the garbage collector need not scan the queue.
-type deadline struct {
-	seq  uint64
-	at   time.Duration
-	idx  int32
-	slot int32
-}
-
+// peer is a connected peer. What a PeerHave touches comes first, in 64
+// bytes, with a small manifest's bitset stored inline (small), so that the
+// event costs few cache misses: a simulator delivers hundreds of millions
+// of them, each to a different Scheduler.
 type peer struct {
-	id       string
-	origin   bool  // connected as an origin
-	fallback bool  // origin under OriginFallback: availability counted in chunkState.origins
-	full     bool  // advertised every chunk when it connected (or in a bitfield): counted in Scheduler.base
-	gone     bool  // disconnected or banned
-	slot     int32 // index in Scheduler.slots
-	dirty    bool  // queued in Scheduler.dirty
-	paused   bool  // busy backoff until `until`; listed in Scheduler.paused
-	skips    uint8 // picks left that go straight to pickSparse
-	until    time.Duration
-	window   int // current pipelining depth, 1..MaxInflightPerPeer
-	count    int // members of have
 	have     Bitset
-	reqs     []req // outstanding, in request order
-	stats    PeerStats
+	small    [smallWords]uint64
+	tag      uint32 // Scheduler.tag of its scheduler, for PeerRef
+	count    int32  // members of have
+	window   uint16 // current pipelining depth, 1..MaxInflightPerPeer
+	nreqs    uint16 // len(reqs), here to keep canAsk within these 64 bytes
+	fallback bool   // origin under OriginFallback: availability counted in chunkState.origins
+	full     bool   // advertised every chunk when it connected (or in a bitfield): counted in Scheduler.base
+	gone     bool   // disconnected or banned
+	paused   bool   // busy backoff until `until`; listed in Scheduler.paused
+
+	reqs   []int32 // chunks requested, in request order (the order the peer answers in)
+	slot   int32   // index in Scheduler.slots
+	origin bool    // connected as an origin
+	dirty  bool    // queued in Scheduler.dirty
+	skips  uint8   // picks left that go straight to pickSparse
+	streak uint8   // busy pauses since it last delivered a chunk: the next pause is BusyBackoff << streak
+	id     string
+	until  time.Duration
+	// since is when the oldest outstanding request became the oldest, or
+	// last made progress: the peer stalls at since + RequestTimeout. Peers
+	// with requests outstanding are listed by since, oldest first, from
+	// Scheduler.stallHead through next.
+	since      time.Duration
+	prev, next *peer
+	stats      PeerStats
 }
 
-// free reports whether p may be sent another request now.
-func (p *peer) free() bool { return !p.paused && len(p.reqs) < p.window }
+// smallWords is the size of a bitset kept inside a peer (128 chunks).
+const smallWords = 2
 
-func (p *peer) requesting(i int32) bool {
-	for _, r := range p.reqs {
-		if r.idx == i {
-			return true
-		}
+// canAsk reports whether p may be sent another request now: it is not
+// paused, and has fewer requests outstanding than its window, or than
+// MaxInflightPerOrigin for a fallback origin while other peers are
+// connected.
+func (s *Scheduler) canAsk(p *peer) bool {
+	if p.paused {
+		return false
 	}
-	return false
+	w := int(p.window)
+	if p.fallback && s.npeers > 0 {
+		w = min(w, s.cfg.MaxInflightPerOrigin)
+	}
+	return int(p.nreqs) < w
 }
+
+func (p *peer) requesting(i int32) bool { return slices.Contains(p.reqs, i) }
 
 // Scheduler decides which chunk to request from which peer. It is a pure
 // state machine: Handle feeds it one Event and returns the Actions to take.
 // It starts no goroutines, does no I/O and reads no clock; it is not safe
 // for concurrent use.
 type Scheduler struct {
-	cfg Config
-	n   int
-	rng *rand.Rand
+	// What nearly every event touches comes first, with a small manifest's
+	// pending set stored inline: a simulator runs one Scheduler per peer
+	// and delivers each event to a different one, so every cache line an
+	// event touches is a miss.
+	now          time.Duration // since epoch; never decreases
+	epoch        time.Time
+	n            int
+	nheld        int
+	endgameAt    int // endgame while 0 < n-nheld <= endgameAt
+	started      bool
+	doneSent     bool
+	wakeAll      bool  // fill every peer at the end of this event
+	haveFrom     *peer // the sender of the Have being handled
+	pending      Bitset
+	chunks       []chunkState
+	npending     int
+	pendingSmall [smallWords]uint64
+	out          []Action // actions of the event being handled
+	dirty        []*peer  // peers to fill at the end of this event
 
-	started bool
-	epoch   time.Time
-	now     time.Duration // since epoch; never decreases
-
-	chunks     []chunkState
+	cfg        Config
+	rng        *rand.Rand
 	held       Bitset
-	nheld      int
-	pending    Bitset
-	npending   int
 	escalated  Bitset // missing chunks that may go to an origin because they failed on peers
 	nescalated int
 	buckets    [][]int32 // pending chunks by chunkState.avail
 	nonEmpty   []uint64  // bit a set iff buckets[a] is non-empty
 	inflight   []int32   // requested chunks
 	base       int32     // connected non-origin peers counted as having every chunk
+	npeers     int       // connected peers that are not fallback origins
+	tag        uint32    // tells this Scheduler's peers from others', for PeerRef
 
-	peers    []*peer // connected, in connection order
-	byID     map[string]*peer
-	slots    []*peer           // connected peers by slot, nil for free slots
-	free     []int32           // free slots
-	offences map[string]int    // corrupt chunks per peer ID, across connections
-	banned   map[string]string // peer ID -> ban reason
-	excl     map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
-	queue    []deadline        // timeout queue, from qhead on
-	qhead    int               //
-	paused   []*peer           // peers in busy backoff
-	seq      uint64            // request sequence number
-	nreqs    int               // outstanding requests
-	dirty    []*peer           // peers to fill at the end of this event
-	wakeAll  bool              // fill every peer at the end of this event
-	doneSent bool              //
-	out      []Action          // actions of the event being handled
+	peers     []*peer // connected, in connection order
+	byID      map[string]*peer
+	slots     []*peer           // connected peers by slot, nil for free slots
+	free      []int32           // free slots
+	offences  map[string]int    // corrupt chunks per peer ID, across connections
+	banned    map[string]string // peer ID -> ban reason
+	excl      map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
+	stallHead *peer             // peers with requests outstanding, by peer.since (the timeout order)
+	stallTail *peer             //
+	paused    []*peer           // peers in busy backoff
+	nreqs     int               // outstanding requests
 }
 
 // New returns a Scheduler for a blob of numChunks chunks, of which those in
@@ -157,18 +173,26 @@ func New(cfg Config, numChunks int, have Bitset, rng *rand.Rand) (*Scheduler, er
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	s := &Scheduler{
+		tag:       tags.Add(1),
 		cfg:       cfg.withDefaults(),
 		n:         numChunks,
 		rng:       rng,
 		chunks:    make([]chunkState, numChunks),
 		held:      NewBitset(numChunks),
-		pending:   NewBitset(numChunks),
 		escalated: NewBitset(numChunks),
 		buckets:   make([][]int32, 1, 8),
 		byID:      make(map[string]*peer),
 		offences:  make(map[string]int),
 		banned:    make(map[string]string),
 		excl:      make(map[int32][]*peer),
+	}
+	if words(numChunks) <= smallWords {
+		s.pending = BitsetIn(s.pendingSmall[:], numChunks)
+	} else {
+		s.pending = NewBitset(numChunks)
+	}
+	if s.cfg.MaxDuplicates > 1 {
+		s.endgameAt = s.cfg.EndgameThreshold
 	}
 	s.nheld = have.copyInto(s.held)
 	s.buckets[0] = make([]int32, 0, numChunks-s.nheld)
@@ -213,6 +237,10 @@ func (s *Scheduler) HandleAppend(dst []Action, now time.Time, ev Event) []Action
 		s.bitfield(e.Peer, e.Have)
 	case *PeerBitfield:
 		s.bitfield(e.Peer, e.Have)
+	case ChunkProgress:
+		s.progress(e.Peer, e.Index)
+	case *ChunkProgress:
+		s.progress(e.Peer, e.Index)
 	case ChunkReceived:
 		s.received(e)
 	case *ChunkReceived:
@@ -228,6 +256,39 @@ func (s *Scheduler) HandleAppend(dst []Action, now time.Time, ev Event) []Action
 	case *ChunkStoredLocally:
 		s.stored(e.Index)
 	}
+	return s.finish()
+}
+
+// PeerRef is a handle on a connected peer, for a driver that delivers many
+// events about it: HandleHave through a PeerRef saves looking the peer up
+// by its ID. A PeerRef is valid for one connection; once the peer
+// disconnects, is banned or connects again, it is stale, and events through
+// it are ignored, like events naming an unknown peer, as are events through
+// the zero PeerRef and through another Scheduler's.
+type PeerRef struct{ p *peer }
+
+// Ref returns the handle of connected peer id; ok is false if it is not
+// connected.
+func (s *Scheduler) Ref(id string) (ref PeerRef, ok bool) {
+	p := s.byID[id]
+	return PeerRef{p}, p != nil
+}
+
+// HandleHave is HandleAppend for PeerHave{Peer: the peer of ref, Index:
+// index}, with the same effects and actions, for the event a simulator
+// delivers most. It does not box an event in an interface nor look the
+// peer up by ID.
+func (s *Scheduler) HandleHave(dst []Action, now time.Time, ref PeerRef, index int) []Action {
+	s.out = dst
+	s.advance(now)
+	if p := ref.p; p != nil && p.tag == s.tag && !p.gone {
+		s.peerHaveP(p, index)
+	}
+	return s.finish()
+}
+
+// finish schedules requests after an event and returns its actions.
+func (s *Scheduler) finish() []Action {
 	s.schedule()
 	if !s.doneSent && s.nheld == s.n {
 		s.doneSent = true
@@ -263,18 +324,23 @@ func (s *Scheduler) connect(e PeerConnected) {
 	}
 	p := &peer{
 		id:       e.Peer,
+		tag:      s.tag,
 		origin:   e.Origin,
 		fallback: e.Origin && s.cfg.OriginPolicy == OriginFallback,
-		window:   s.cfg.MaxInflightPerPeer,
-		have:     NewBitset(s.n),
+		window:   uint16(s.cfg.MaxInflightPerPeer),
 	}
-	p.count = e.Have.copyInto(p.have)
+	if words(s.n) <= smallWords {
+		p.have = BitsetIn(p.small[:], s.n)
+	} else {
+		p.have = NewBitset(s.n)
+	}
+	p.count = int32(e.Have.copyInto(p.have))
 	switch {
 	case p.fallback:
 		for i := range p.have.All() {
 			s.chunks[i].origins++
 		}
-	case p.count == s.n && s.n > 0:
+	case int(p.count) == s.n && s.n > 0:
 		// A seeder raises every chunk's availability alike, which leaves
 		// the rarity order as it was: count it once instead of n times.
 		p.full = true
@@ -294,6 +360,9 @@ func (s *Scheduler) connect(e PeerConnected) {
 	}
 	s.peers = append(s.peers, p)
 	s.byID[p.id] = p
+	if !p.fallback {
+		s.npeers++
+	}
 	s.markDirty(p)
 }
 
@@ -304,8 +373,14 @@ func (s *Scheduler) disconnect(id string) {
 }
 
 func (s *Scheduler) peerHave(id string, idx int) {
-	p := s.byID[id]
-	if p == nil || !s.inRange(idx) || p.have.Has(idx) {
+	if p := s.byID[id]; p != nil {
+		s.peerHaveP(p, idx)
+	}
+}
+
+func (s *Scheduler) peerHaveP(p *peer, idx int) {
+	s.haveFrom = p
+	if !s.inRange(idx) || p.have.Has(idx) {
 		return
 	}
 	i := int32(idx)
@@ -318,7 +393,7 @@ func (s *Scheduler) peerHave(id string, idx int) {
 	}
 	// Every peer with a free slot had nothing left to fetch before this
 	// event, so the new chunk is p's only candidate.
-	if p.free() && s.pending.Has(idx) && s.eligible(p, i) {
+	if s.pending.Has(idx) && s.canAsk(p) && s.eligible(p, i) {
 		s.request(p, i)
 	}
 }
@@ -360,7 +435,8 @@ func (s *Scheduler) bitfield(id string, have Bitset) {
 	if !p.fallback {
 		p.full = newFull
 	}
-	p.have, p.count = nb, cnt
+	copy(p.have.w, nb.w) // p.have may be stored in p
+	p.count = int32(cnt)
 	s.markDirty(p)
 }
 
@@ -392,7 +468,8 @@ func (s *Scheduler) received(e ChunkReceived) {
 	if e.Verified {
 		if p != nil {
 			p.stats.Received++
-			if had && p.window < s.cfg.MaxInflightPerPeer {
+			p.streak = 0
+			if had && int(p.window) < s.cfg.MaxInflightPerPeer {
 				p.window++
 			}
 		}
@@ -429,38 +506,49 @@ func (s *Scheduler) failed(e RequestFailed) {
 		return
 	}
 	p.stats.Failures++
-	if e.Reason == FailBusy {
-		p.until = s.now + s.cfg.BusyBackoff
-		if !p.paused {
-			p.paused = true
-			s.paused = append(s.paused, p)
-		}
-	} else {
+	switch e.Reason {
+	case FailBusy:
+		s.pause(p)
+	case FailError:
+		s.penalize(i, p, true)
+		s.markDirty(p)
+	default:
 		s.markDirty(p)
 	}
-	s.penalize(i, p, e.Reason == FailError)
 	s.requeueIfIdle(i)
 }
 
-func (s *Scheduler) tick() {
-	for s.qhead < len(s.queue) {
-		d := &s.queue[s.qhead]
-		if d.at > s.now {
-			break
-		}
-		p, i := s.slots[d.slot], d.idx
-		s.qhead++
-		if p == nil || !s.dropReqSeq(p, i, d.seq) {
-			continue
-		}
-		s.emit(Action{Kind: Cancel, Peer: p.id, Index: int(i)})
-		p.stats.Timeouts++
-		p.window = max(1, p.window/2)
-		s.penalize(i, p, true)
-		s.requeueIfIdle(i)
-		s.markDirty(p)
+// pause leaves busy peer p alone for a while, unless it is paused already
+// (a busy answer to a request made before the pause): BusyBackoff, doubled
+// for every pause since p last delivered a chunk, at most MaxBusyBackoff.
+func (s *Scheduler) pause(p *peer) {
+	if p.paused {
+		return
 	}
-	s.compactQueue()
+	d := s.cfg.BusyBackoff << p.streak
+	if d <= 0 || d >= s.cfg.MaxBusyBackoff {
+		d = s.cfg.MaxBusyBackoff
+	} else {
+		p.streak++
+	}
+	p.until = s.now + d
+	p.paused = true
+	s.paused = append(s.paused, p)
+}
+
+// progress: part of chunk idx arrived from peer id. If that is its oldest
+// request, the peer is not stalled: its clock restarts.
+func (s *Scheduler) progress(id string, idx int) {
+	p := s.byID[id]
+	if p != nil && len(p.reqs) > 0 && p.reqs[0] == int32(idx) {
+		s.touch(p)
+	}
+}
+
+func (s *Scheduler) tick() {
+	for p := s.stallHead; p != nil && p.since+s.cfg.RequestTimeout <= s.now; p = s.stallHead {
+		s.stalled(p)
+	}
 	k := 0
 	for _, p := range s.paused {
 		switch {
@@ -475,6 +563,27 @@ func (s *Scheduler) tick() {
 	}
 	clear(s.paused[k:])
 	s.paused = s.paused[:k]
+}
+
+// stalled times out every request outstanding at p, whose oldest request
+// has made no progress for RequestTimeout: p answers in order, so the
+// others would wait behind it. Its window halves, and each chunk counts a
+// failure at p and goes elsewhere.
+func (s *Scheduler) stalled(p *peer) {
+	s.unlinkStalled(p)
+	for _, i := range p.reqs {
+		s.chunks[i].nreq--
+		s.nreqs--
+		s.emit(Action{Kind: Cancel, Peer: p.id, Index: int(i)})
+	}
+	p.stats.Timeouts += len(p.reqs)
+	p.window = max(1, p.window/2)
+	for _, i := range p.reqs {
+		s.penalize(i, p, true)
+		s.requeueIfIdle(i)
+	}
+	p.reqs, p.nreqs = p.reqs[:0], 0
+	s.markDirty(p)
 }
 
 func (s *Scheduler) stored(idx int) {
@@ -497,9 +606,11 @@ func (s *Scheduler) request(p *peer, i int32) {
 	}
 	c.nreq++
 	s.nreqs++
-	s.seq++
-	p.reqs = append(p.reqs, req{idx: i, seq: s.seq})
-	s.queue = append(s.queue, deadline{seq: s.seq, at: s.now + s.cfg.RequestTimeout, idx: i, slot: p.slot})
+	if len(p.reqs) == 0 {
+		s.touch(p)
+	}
+	p.reqs = append(p.reqs, i)
+	p.nreqs++
 	p.stats.Requests++
 	s.emit(Action{Kind: Request, Peer: p.id, Index: int(i)})
 }
@@ -507,29 +618,57 @@ func (s *Scheduler) request(p *peer, i int32) {
 // dropReq forgets p's outstanding request for chunk i, if any. The chunk
 // stays in the requested state; see requeueIfIdle.
 func (s *Scheduler) dropReq(p *peer, i int32) bool {
-	for k, r := range p.reqs {
-		if r.idx == i {
-			s.dropReqAt(p, k)
-			return true
-		}
+	k := slices.Index(p.reqs, i)
+	if k < 0 {
+		return false
 	}
-	return false
-}
-
-func (s *Scheduler) dropReqSeq(p *peer, i int32, seq uint64) bool {
-	for k, r := range p.reqs {
-		if r.idx == i && r.seq == seq {
-			s.dropReqAt(p, k)
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Scheduler) dropReqAt(p *peer, k int) {
-	s.chunks[p.reqs[k].idx].nreq--
+	s.chunks[i].nreq--
 	s.nreqs--
 	p.reqs = slices.Delete(p.reqs, k, k+1)
+	p.nreqs--
+	switch {
+	case k > 0:
+	case len(p.reqs) > 0:
+		s.touch(p) // the next request is the oldest now: its clock starts
+	default:
+		s.unlinkStalled(p)
+	}
+	return true
+}
+
+// touch restarts p's stall clock: p.since is now, and p moves to the end
+// of the stall list (which stays sorted, as time never runs backwards).
+func (s *Scheduler) touch(p *peer) {
+	p.since = s.now
+	if s.stallTail == p {
+		return
+	}
+	s.unlinkStalled(p)
+	p.prev = s.stallTail
+	if p.prev != nil {
+		p.prev.next = p
+	} else {
+		s.stallHead = p
+	}
+	s.stallTail = p
+}
+
+// unlinkStalled takes p off the stall list, if it is on it.
+func (s *Scheduler) unlinkStalled(p *peer) {
+	if p.prev == nil && s.stallHead != p {
+		return
+	}
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		s.stallHead = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		s.stallTail = p.prev
+	}
+	p.prev, p.next = nil, nil
 }
 
 // requeueIfIdle makes chunk i pending again if it is missing and no request
@@ -626,14 +765,18 @@ func (s *Scheduler) ban(id string, p *peer, reason string) {
 func (s *Scheduler) removePeer(p *peer) {
 	p.gone = true
 	s.wakeAll = true
+	if !p.fallback {
+		s.npeers--
+	}
+	s.unlinkStalled(p)
 	reqs := p.reqs
-	p.reqs = nil
-	for _, r := range reqs {
-		s.chunks[r.idx].nreq--
+	p.reqs, p.nreqs = nil, 0
+	for _, i := range reqs {
+		s.chunks[i].nreq--
 		s.nreqs--
 	}
-	for _, r := range reqs {
-		s.requeueIfIdle(r.idx)
+	for _, i := range reqs {
+		s.requeueIfIdle(i)
 	}
 	switch {
 	case p.fallback:
@@ -666,9 +809,6 @@ func (s *Scheduler) clearHave(p *peer, i int32) {
 	switch {
 	case p.fallback:
 		s.chunks[i].origins--
-		if s.chunks[i].origins == 0 && s.escalated.Has(int(i)) {
-			s.wake(i) // no longer reserved for an origin
-		}
 	case p.full:
 		p.full = false
 		s.base--
@@ -799,7 +939,7 @@ func (s *Scheduler) wake(i int32) {
 		return
 	}
 	for _, p := range s.peers {
-		if p.free() && p.have.Has(int(i)) {
+		if p.have.Has(int(i)) && s.canAsk(p) {
 			s.markDirty(p)
 		}
 	}
@@ -809,15 +949,29 @@ func (s *Scheduler) wake(i int32) {
 // changed in this event. Afterwards every peer with a free slot has no
 // chunk it could be asked for (Scheduler.starved checks this in tests).
 func (s *Scheduler) schedule() {
+	from := s.haveFrom
+	s.haveFrom = nil
 	if s.endgame() {
-		// Few chunks are missing; each answer changes which duplicates
-		// are allowed, and there are few candidates to look at.
-		s.wakeAll = true
+		switch {
+		case from != nil && s.npending == 0 && !s.wakeAll:
+			// A Have can only give its sender something to do: other
+			// peers' options (pending chunks, duplicates) shrink if
+			// anything, as availability grows. With nothing pending,
+			// filling them would not even draw from rng.
+			if s.canAsk(from) {
+				s.markDirty(from)
+			}
+		default:
+			// Few chunks are missing; each answer changes which
+			// duplicates are allowed, and there are few candidates to
+			// look at.
+			s.wakeAll = true
+		}
 	}
 	if s.wakeAll {
 		s.wakeAll = false
 		for _, p := range s.peers {
-			if p.free() {
+			if s.canAsk(p) {
 				s.markDirty(p)
 			}
 		}
@@ -835,11 +989,11 @@ func (s *Scheduler) schedule() {
 
 func (s *Scheduler) endgame() bool {
 	missing := s.n - s.nheld
-	return s.cfg.MaxDuplicates > 1 && missing > 0 && missing <= s.cfg.EndgameThreshold
+	return missing > 0 && missing <= s.endgameAt
 }
 
 func (s *Scheduler) fill(p *peer) {
-	for p.free() {
+	for s.canAsk(p) {
 		i := s.pick(p)
 		if i < 0 && s.endgame() {
 			i = s.pickEndgame(p)
@@ -866,17 +1020,21 @@ func (s *Scheduler) originMay(i int32) bool {
 	return s.chunks[i].avail+s.base == 0 || s.escalated.Has(int(i))
 }
 
-// peerMay reports whether non-origin peer p may be asked for chunk i.
+// peerMay reports whether non-origin peer p may be asked for chunk i. A
+// peer that failed it is avoided while another peer that has it did not,
+// or while an origin may be asked for it. A chunk that failed often enough
+// for an origin to qualify is not reserved for the origin: a peer that has
+// it and has not failed it may serve it first.
 func (s *Scheduler) peerMay(p *peer, i int32) bool {
 	c := &s.chunks[i]
 	if c.fails == 0 {
 		return true
 	}
-	if c.origins > 0 && s.escalated.Has(int(i)) {
-		return false // reserved for an origin
-	}
 	if ex := s.excl[i]; len(ex) > 0 && slices.Contains(ex, p) {
-		// p failed this chunk: only if every peer that has it did.
+		if c.origins > 0 && s.escalated.Has(int(i)) {
+			return false
+		}
+		// Only if every peer that has it failed it.
 		n := int32(0)
 		for _, q := range ex {
 			if !q.gone && !q.fallback && q.have.Has(int(i)) {
@@ -1010,24 +1168,15 @@ func (s *Scheduler) pickEndgame(p *peer) int32 {
 }
 
 // NextTick returns the earliest time at which a Tick would have an effect:
-// when the oldest outstanding request times out or a busy peer's pause
+// when a peer stalls (see Config.RequestTimeout) or a busy peer's pause
 // ends. ok is false if nothing is waiting on time. An event loop can arm a
 // timer with it, and a discrete-event simulator can schedule exactly one
 // Tick instead of polling. Events change the answer, so ask again after
 // each one.
 func (s *Scheduler) NextTick() (t time.Time, ok bool) {
-	// Skip entries of requests that were answered in the meantime.
-	for s.qhead < len(s.queue) {
-		d := s.queue[s.qhead]
-		if p := s.slots[d.slot]; p != nil && p.hasReq(d.idx, d.seq) {
-			break
-		}
-		s.qhead++
-	}
-	s.compactQueue()
 	var at time.Duration
-	if s.qhead < len(s.queue) {
-		at, ok = s.queue[s.qhead].at, true
+	if p := s.stallHead; p != nil {
+		at, ok = p.since+s.cfg.RequestTimeout, true
 	}
 	for _, p := range s.paused {
 		if !p.gone && (!ok || p.until < at) {
@@ -1038,24 +1187,6 @@ func (s *Scheduler) NextTick() (t time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return s.epoch.Add(at), true
-}
-
-// compactQueue drops the consumed head of the timeout queue once it is at
-// least half of it, which keeps appends amortized O(1).
-func (s *Scheduler) compactQueue() {
-	if s.qhead > 0 && s.qhead >= len(s.queue)/2 {
-		n := copy(s.queue, s.queue[s.qhead:])
-		s.queue, s.qhead = s.queue[:n], 0
-	}
-}
-
-func (p *peer) hasReq(i int32, seq uint64) bool {
-	for _, r := range p.reqs {
-		if r.idx == i && r.seq == seq {
-			return true
-		}
-	}
-	return false
 }
 
 // ---- observability ----
@@ -1111,7 +1242,7 @@ func (s *Scheduler) PeerStats(id string) (st PeerStats, ok bool) {
 		return PeerStats{}, false
 	}
 	st = p.stats
-	st.Origin, st.Have, st.Inflight, st.Window = p.origin, p.count, len(p.reqs), p.window
+	st.Origin, st.Have, st.Inflight, st.Window = p.origin, int(p.count), len(p.reqs), int(p.window)
 	st.Offences = s.offences[id]
 	return st, true
 }

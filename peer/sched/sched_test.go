@@ -73,8 +73,9 @@ func TestBitsetCopyIntoMasks(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	d := DefaultConfig()
-	want := Config{MaxInflightPerPeer: 4, RequestTimeout: 10 * time.Second, EndgameThreshold: 8, MaxDuplicates: 2,
-		OriginPolicy: OriginFallback, OriginAfterFailures: 2, BanThreshold: 3, BusyBackoff: time.Second}
+	want := Config{MaxInflightPerPeer: 4, MaxInflightPerOrigin: 2, RequestTimeout: 10 * time.Second, EndgameThreshold: 8, MaxDuplicates: 2,
+		OriginPolicy: OriginFallback, OriginAfterFailures: 2, BanThreshold: 3, BusyBackoff: 50 * time.Millisecond,
+		MaxBusyBackoff: time.Second}
 	if d != want {
 		t.Errorf("DefaultConfig = %+v, want %+v", d, want)
 	}
@@ -95,6 +96,11 @@ func TestConfig(t *testing.T) {
 		{OriginAfterFailures: -1},
 		{BanThreshold: -2},
 		{BusyBackoff: -1},
+		{MaxInflightPerOrigin: -1},
+		{MaxInflightPerOrigin: MaxMaxInflightPerPeer + 1},
+		{MaxBusyBackoff: -1},
+		{MaxBusyBackoff: 10 * time.Millisecond},                     // below the default BusyBackoff
+		{BusyBackoff: 2 * time.Second, MaxBusyBackoff: time.Second}, // below BusyBackoff
 	}
 	for _, c := range bad {
 		err := c.Validate()
@@ -111,6 +117,10 @@ func TestConfig(t *testing.T) {
 	}
 	if got := s.Config(); got.MaxDuplicates != 1 || got.MaxInflightPerPeer != 4 {
 		t.Errorf("Config() = %+v: defaults not filled in or setting lost", got)
+	}
+	// A busy backoff beyond the default cap raises the cap to it.
+	if got := (Config{BusyBackoff: 5 * time.Second}).withDefaults().MaxBusyBackoff; got != 5*time.Second {
+		t.Errorf("MaxBusyBackoff = %v with a 5s BusyBackoff, want 5s", got)
 	}
 }
 
@@ -362,5 +372,71 @@ func TestExclusionsBounded(t *testing.T) {
 	}
 	if len(s.excl) != 0 {
 		t.Errorf("exclusions kept after the chunk arrived: %v", s.excl)
+	}
+}
+
+// HandleHave through a PeerRef is PeerHave by ID; a ref goes stale when its
+// connection ends, even if the peer connects again, and refs of another
+// Scheduler and the zero ref are ignored.
+func TestPeerRef(t *testing.T) {
+	newSched := func() *Scheduler {
+		s, err := New(Config{MaxInflightPerPeer: 1, MaxDuplicates: 1}, 4, BitsetOf(4, 0), rand.New(rand.NewPCG(1, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s, other := newSched(), newSched()
+	s.Handle(epoch, PeerConnected{Peer: "p"})
+	other.Handle(epoch, PeerConnected{Peer: "p"})
+	if _, ok := s.Ref("nobody"); ok {
+		t.Error("Ref of an unknown peer is ok")
+	}
+	ref, ok := s.Ref("p")
+	if !ok {
+		t.Fatal("no ref for a connected peer")
+	}
+	oref, _ := other.Ref("p")
+	check := func(what string, acts, want []Action) {
+		t.Helper()
+		if !slices.Equal(acts, want) {
+			t.Errorf("%s: %v, want %v", what, acts, want)
+		}
+		if err := s.checkInvariants(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	check("have 1 by ref", s.HandleHave(nil, epoch, ref, 1), []Action{{Kind: Request, Peer: "p", Index: 1}})
+	check("have 2 by ID", s.Handle(epoch, PeerHave{Peer: "p", Index: 2}), nil)
+	check("other scheduler's ref", s.HandleHave(nil, epoch, oref, 3), nil)
+	check("zero ref", s.HandleHave(nil, epoch, PeerRef{}, 3), nil)
+	check("out of range", s.HandleHave(nil, epoch, ref, 9), nil)
+	if st, _ := s.PeerStats("p"); st.Have != 2 {
+		t.Errorf("p advertises %d chunks, want 2 (1 and 2)", st.Have)
+	}
+	s.Handle(epoch, PeerDisconnected{Peer: "p"})
+	s.Handle(epoch, PeerConnected{Peer: "p"})
+	check("stale ref after a reconnect", s.HandleHave(nil, epoch, ref, 3), nil)
+	if st, _ := s.PeerStats("p"); st.Have != 0 {
+		t.Errorf("a stale ref changed the new connection's advertisement: %d chunks", st.Have)
+	}
+	ref, _ = s.Ref("p")
+	check("fresh ref", s.HandleHave(nil, epoch, ref, 3), []Action{{Kind: Request, Peer: "p", Index: 3}})
+}
+
+// HandleHave allocates nothing either.
+func TestHandleHaveDoesNotAllocate(t *testing.T) {
+	const n = 4096
+	s, _ := New(Config{MaxInflightPerPeer: 1, MaxDuplicates: 1}, n, Bitset{}, rand.New(rand.NewPCG(1, 1)))
+	s.Handle(epoch, PeerConnected{Peer: "busy", Have: FullBitset(n)}) // takes the one request
+	s.Handle(epoch, PeerConnected{Peer: "p"})
+	ref, _ := s.Ref("p")
+	buf := make([]Action, 0, 8)
+	i := 0
+	if allocs := testing.AllocsPerRun(1000, func() {
+		buf = s.HandleHave(buf[:0], epoch, ref, i)
+		i++
+	}); allocs > 0 {
+		t.Errorf("%.3f allocations per Have, want 0", allocs)
 	}
 }

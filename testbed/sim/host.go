@@ -197,9 +197,15 @@ func (sm *sim) dialDone(e event) {
 		sm.evConn = sched.PeerConnected{Peer: o.id, Origin: o.origin, Have: sm.advertised(o)}
 		sm.handle(hi, &sm.evConn)
 	}
+	if h.sc != nil {
+		o.refs[len(o.refs)-1], _ = h.sc.Ref(o.id) // o's handle in h's scheduler
+	}
 	if o.sc != nil {
 		sm.evConn = sched.PeerConnected{Peer: h.id, Origin: h.origin, Have: sm.advertised(h)}
 		sm.handle(q, &sm.evConn)
+	}
+	if o.sc != nil {
+		h.refs[len(h.refs)-1], _ = o.sc.Ref(h.id)
 	}
 }
 
@@ -238,10 +244,9 @@ func (sm *sim) onHave(e event) {
 	if h.state != running || e.gen != h.epoch {
 		return
 	}
-	for _, o := range h.nbrs {
+	for j, o := range h.nbrs {
 		if oh := &sm.hosts[o]; oh.sc != nil && !oh.have.Has(int(e.idx)) {
-			sm.evHave = sched.PeerHave{Peer: h.id, Index: int(e.idx)}
-			sm.handle(o, &sm.evHave)
+			sm.handleHave(o, h.refs[j], int(e.idx))
 		}
 	}
 }

@@ -42,6 +42,14 @@ type pipe struct {
 	rem    float64 // bytes of the head left to send, as of since
 	rate   float64 // bytes/s; -1 before the first rating
 	since  int64
+	// The engine tells the downloader's scheduler that a slow chunk is
+	// arriving (ChunkProgress), at most every RequestTimeout/progressEvery
+	// and only when a Data frame arrived: toldAt is when it last did (or
+	// the head started), toldPieces how many pieces of the head had
+	// arrived then, checking whether an evProgress is queued.
+	toldAt     int64
+	toldPieces int32
+	checking   bool
 	// Positions in the source's upFlows, the destination's downFlows and
 	// the event queue (of its evFlowDone); -1 when not flowing.
 	upPos, downPos, heapPos int32
@@ -72,8 +80,8 @@ func (sm *sim) newConn(a, b int32) int32 {
 		p.upPos, p.downPos, p.heapPos = -1, -1, -1
 	}
 	ha, hb := &sm.hosts[a], &sm.hosts[b]
-	ha.conns, ha.nbrs = append(ha.conns, ci), append(ha.nbrs, b)
-	hb.conns, hb.nbrs = append(hb.conns, ci), append(hb.nbrs, a)
+	ha.conns, ha.nbrs, ha.refs = append(ha.conns, ci), append(ha.nbrs, b), append(ha.refs, sched.PeerRef{})
+	hb.conns, hb.nbrs, hb.refs = append(hb.conns, ci), append(hb.nbrs, a), append(hb.refs, sched.PeerRef{})
 	hb.inbound++
 	return ci
 }
@@ -108,8 +116,8 @@ func (sm *sim) closeConn(ci int32) {
 		h := &sm.hosts[hi]
 		j := slices.Index(h.conns, ci)
 		last := len(h.conns) - 1
-		h.conns[j], h.nbrs[j] = h.conns[last], h.nbrs[last]
-		h.conns, h.nbrs = h.conns[:last], h.nbrs[:last]
+		h.conns[j], h.nbrs[j], h.refs[j] = h.conns[last], h.nbrs[last], h.refs[last]
+		h.conns, h.nbrs, h.refs = h.conns[:last], h.nbrs[:last], h.refs[:last]
 		if k == 0 {
 			h.outbound--
 		} else {
@@ -212,11 +220,10 @@ func (sm *sim) sendCancel(d, u int32, i int) {
 
 // onRequest: a request reaches the uploader, which answers as the
 // engine's session does (onRequest): NotFound if it does not hold the
-// chunk; Busy within the resend window of sending it to another peer,
-// then Busy with no upload slot free (the engine claims the chunk for the
-// requester before it looks for a slot, so a request refused for want of
-// a slot still blocks the chunk for the window); else the upload is
-// queued on the connection.
+// chunk; Busy with no upload slot free; Busy within the resend window of
+// sending it to another peer (the engine claims the chunk only once a
+// slot is the requester's, so a request refused for want of a slot does
+// not block the chunk); else the upload is queued on the connection.
 func (sm *sim) onRequest(e event) {
 	c, k := sm.connOf(e)
 	if c == nil {
@@ -230,14 +237,15 @@ func (sm *sim) onRequest(e event) {
 	case !u.have.Has(int(e.idx)):
 		reason = sched.FailNotFound
 		sm.st.notFound++
+	case int(p.queue.n) >= maxUploadsPerSession || u.slots >= sm.cfgOf(u).UploadSlots ||
+		int(p.queue.n) >= sm.lists.blk:
+		reason = sched.FailBusy
+		sm.st.busy++
 	case !sm.claim(u, di, e.idx):
 		reason = sched.FailBusy
 		sm.st.deferred++
-	case int(p.queue.n) >= maxUploadsPerSession || u.slots >= sm.cfgOf(u).UploadSlots ||
-		!sm.lists.add(&p.queue, reqID{e.id, e.idx}):
-		reason = sched.FailBusy
-		sm.st.busy++
 	default:
+		sm.lists.add(&p.queue, reqID{e.id, e.idx})
 		u.slots++
 		if p.queue.n == 1 {
 			sm.startFlow(e.h, k)
@@ -248,7 +256,9 @@ func (sm *sim) onRequest(e event) {
 }
 
 // claim is the engine's claimUpload: within the resend window of sending
-// chunk i to one peer, u sends it to no other.
+// chunk i to one peer, u sends it to no other. Like the engine, the
+// uploader claims the chunk when it accepts the request and again when it
+// has sent it, so that the window counts from the end of the send.
 func (sm *sim) claim(u *host, to int32, i int32) bool {
 	window := int64(sm.cfgOf(u).ResendWindow)
 	if window <= 0 || u.sent == nil {
@@ -313,6 +323,7 @@ func (sm *sim) flowDone(ci int32, k int) {
 	sm.served(ui, sm.sizes[head.idx])
 	sm.lists.removeID(&p.queue, head.id)
 	u := &sm.hosts[ui]
+	sm.claim(u, c.host[1-k], head.idx) // the resend window counts from the send, as in the engine's writer
 	at := sm.now + u.lat
 	if u.jitter > 0 {
 		at += sm.rng.Int64N(u.jitter)
@@ -375,6 +386,7 @@ func (sm *sim) startFlow(ci int32, k int) {
 	p.rem = float64(sm.sizes[sm.lists.head(p.queue).idx])
 	p.rate = -1
 	p.since = sm.now
+	p.toldAt, p.toldPieces, p.checking = sm.now, 0, false
 	p.upPos = int32(len(u.upFlows))
 	u.upFlows = append(u.upFlows, ref)
 	p.downPos = int32(len(d.downFlows))
@@ -486,5 +498,68 @@ func (sm *sim) retime(ref int32) {
 		sm.q.reschedule(int(p.heapPos), sm.now+dt)
 	} else {
 		sm.q.push(event{at: sm.now + dt, kind: evFlowDone, h: ci, k: uint8(k)})
+	}
+	sm.armProgress(ci, k, sm.now+dt)
+}
+
+// progressPeriod is how often at most the engine reports a slow chunk's
+// progress.
+func (sm *sim) progressPeriod() int64 {
+	return int64(sm.pcfg.Sched.RequestTimeout) / progressEvery
+}
+
+// armProgress queues a progress check for the head of pipe k of ci, which
+// ends at end, if it may last past the next report and none is queued.
+// Fast transfers, which end first, cost no event.
+func (sm *sim) armProgress(ci int32, k int, end int64) {
+	c := &sm.conns[ci]
+	p := &c.pipes[k]
+	at := p.toldAt + sm.progressPeriod()
+	if p.checking || end <= at {
+		return
+	}
+	p.checking = true
+	sm.q.push(event{at: max(at, sm.now), kind: evProgress, h: ci, gen: c.gen, k: uint8(k), id: sm.lists.head(p.queue).id})
+}
+
+// onProgress: a progress check of the head of a pipe is due. If a piece
+// (Config.PieceSize) of it has been sent since the downloader last heard,
+// its scheduler gets a ChunkProgress, as the engine's session posts one
+// when a Data frame arrives. (The frame's latency is left out: the check
+// counts as its arrival.)
+func (sm *sim) onProgress(e event) {
+	c, k := sm.connOf(e)
+	if c == nil {
+		return
+	}
+	p := &c.pipes[k]
+	if p.upPos < 0 || p.queue.n == 0 || sm.lists.head(p.queue).id != e.id {
+		return // that upload ended
+	}
+	p.checking = false
+	sm.advance(p)
+	ui := c.host[k]
+	head := sm.lists.head(p.queue)
+	piece := float64(sm.cfgOf(&sm.hosts[ui]).PieceSize)
+	sent := float64(sm.sizes[head.idx]) - p.rem
+	pieces := int32(sent / piece)
+	next := int64(math.MaxInt64)
+	if p.rate > 0 && !math.IsInf(p.rate, 1) {
+		next = sm.now + int64(math.Ceil((float64(pieces+1)*piece-sent)/p.rate*1e9))
+	}
+	if pieces > p.toldPieces {
+		p.toldAt, p.toldPieces = sm.now, pieces
+		sm.st.progress++
+		sm.evProg = sched.ChunkProgress{Peer: sm.hosts[ui].id, Index: int(head.idx)}
+		sm.handle(c.host[1-k], &sm.evProg)
+		next = max(next, sm.now+sm.progressPeriod())
+	}
+	end := int64(math.MaxInt64)
+	if p.rate > 0 {
+		end = sm.now + int64(math.Ceil(p.rem/p.rate*1e9))
+	}
+	if next < end {
+		p.checking = true
+		sm.q.push(event{at: next, kind: evProgress, h: e.h, gen: c.gen, k: e.k, id: e.id})
 	}
 }

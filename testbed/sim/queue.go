@@ -14,6 +14,7 @@ const (
 	evHave                     // h's Have for chunk idx reaches its neighbours (gen: h.epoch)
 	evTick                     // h's scheduler is due a Tick (gen: h.epoch)
 	evFlowDone                 // the upload at the head of pipe k of connection h ends
+	evProgress                 // check whether request id, flowing on pipe k of connection h, has sent a piece since its downloader last heard
 	evClose                    // connection h (gen) is dropped after a ban
 	evScenario                 // scenario event idx
 	evSample                   // a sample of the time series is due

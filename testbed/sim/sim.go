@@ -74,6 +74,10 @@ const (
 	// maxUploadsPerSession is the engine's bound on the requests one
 	// peer may have accepted at once (peer/session.go).
 	maxUploadsPerSession = 64
+	// progressEvery: while a chunk arrives, the engine tells its
+	// scheduler (sched.ChunkProgress) at the first Data frame after every
+	// RequestTimeout/progressEvery (peer/session.go).
+	progressEvery = 4
 )
 
 // epoch is virtual time zero as the scheduler and the tracker see it.
@@ -106,6 +110,12 @@ const (
 
 // host is an origin or a peer. Origins come first in sim.hosts.
 type host struct {
+	// What delivering a Have to the host touches comes first: whether it
+	// holds the chunk (a small bitset is stored inline) and its scheduler.
+	have      sched.Bitset     // chunks held (an origin holds all)
+	haveSmall [2]uint64        // have's storage for up to 128 chunks
+	sc        *sched.Scheduler // while downloading
+
 	id       string // scheduler and tracker peer ID: "h<index>"
 	origin   bool
 	behavior scenario.Behavior
@@ -125,13 +135,14 @@ type host struct {
 	announcedComplete bool
 	joinAt, doneAt    int64
 
-	have   sched.Bitset // chunks held (an origin holds all)
 	nhave  int
-	sc     *sched.Scheduler // while downloading
-	tickAt int64            // the Tick queued for sc, -1 if none
+	tickAt int64 // the Tick queued for sc, -1 if none
 
-	conns     []int32 // live connections
-	nbrs      []int32 // the host at the other end of each
+	conns []int32 // live connections
+	nbrs  []int32 // the host at the other end of each
+	// refs[j] is this host's handle in the scheduler of nbrs[j], for
+	// delivering its Haves (zero while nbrs[j] is not downloading).
+	refs      []sched.PeerRef
 	dialing   []int32
 	outbound  int // connections dialed, dials in progress included
 	inbound   int
@@ -161,7 +172,7 @@ type stats struct {
 	dials, dialsFailed                     int64
 	requests, busy, deferred, notFound     int64
 	corrupt, bans, lostRequests, cancelled int64
-	timeouts                               int64
+	timeouts, progress                     int64
 	maxQueue                               int
 }
 
@@ -198,8 +209,9 @@ type sim struct {
 	// Reused events: a pointer in an interface does not allocate.
 	evConn  sched.PeerConnected
 	evDisc  sched.PeerDisconnected
-	evHave  sched.PeerHave
+	evHave  sched.PeerHave // stands for the events HandleHave handles, for apply
 	evRecv  sched.ChunkReceived
+	evProg  sched.ChunkProgress
 	evFail  sched.RequestFailed
 	evTick  sched.Tick
 	annReq  trackerwire.AnnounceRequest
@@ -284,7 +296,11 @@ func newSim(s scenario.Scenario) (*sim, error) {
 			p := &sm.peers[i-sm.norig]
 			l = p.Link
 			h.behavior, h.zone, h.rack = p.Behavior, p.Zone, p.Rack
-			h.have = sched.NewBitset(n)
+			if len(h.haveSmall)*64 >= n {
+				h.have = sched.BitsetIn(h.haveSmall[:], n) // sm.hosts never moves
+			} else {
+				h.have = sched.NewBitset(n)
+			}
 			if sm.pcfg.ResendWindow > 0 {
 				h.sent = make([]sentRecord, n)
 			}
@@ -385,6 +401,8 @@ func (sm *sim) dispatch(e event) {
 		}
 	case evFlowDone:
 		sm.flowDone(e.h, int(e.k))
+	case evProgress:
+		sm.onProgress(e)
 	case evClose:
 		if c := &sm.conns[e.h]; c.live && c.gen == e.gen {
 			sm.closeConn(e.h)
@@ -408,6 +426,15 @@ func (sm *sim) handle(hi int32, ev sched.Event) {
 	sm.st.handles++
 	sm.acts = h.sc.HandleAppend(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ev)
 	sm.apply(hi, ev, sm.acts)
+}
+
+// handleHave is handle for a Have from the peer that ref stands for in h's
+// scheduler, which looks it up by handle rather than by ID.
+func (sm *sim) handleHave(hi int32, ref sched.PeerRef, idx int) {
+	h := &sm.hosts[hi]
+	sm.st.handles++
+	sm.acts = h.sc.HandleHave(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ref, idx)
+	sm.apply(hi, &sm.evHave, sm.acts)
 }
 
 // apply carries out the actions acts of h's scheduler, which handled ev.

@@ -374,3 +374,28 @@ func TestScale(t *testing.T) {
 		t.Fatalf("%d of 2000 completed", sum.Completed)
 	}
 }
+
+// TestSlowLinks: at 10 Mbit/s a peer's pipeline of 1 MiB chunks takes
+// longer than the request timeout to drain, and a chunk shared by many
+// uploads takes longer than that to arrive. The scheduler counts time only
+// for a peer's oldest request, and the engine reports a slow chunk's
+// progress (ChunkProgress), so nothing times out and everyone completes.
+func TestSlowLinks(t *testing.T) {
+	s := flashCrowd(30, 32<<20, 1<<20, 10_000_000/8, time.Millisecond)
+	s.Timeout = 10 * time.Minute
+	r, sm := run(t, s)
+	sum := r.Summarize()
+	if sum.Completed != 30 {
+		t.Fatalf("%d of 30 completed", sum.Completed)
+	}
+	checkPhysics(t, r)
+	if sm.st.timeouts != 0 {
+		t.Errorf("%d requests timed out on slow but steady links", sm.st.timeouts)
+	}
+	if sm.st.progress == 0 {
+		t.Error("no chunk progress was reported: transfers this slow take longer than the report period")
+	}
+	if sum.RatioP50 > 6 {
+		t.Errorf("p50 is %.1fx the bound, want at most 6x", sum.RatioP50)
+	}
+}

@@ -460,3 +460,26 @@ func BenchmarkSelect(b *testing.B) {
 		Select(req, s.recs, Policy{}, rng)
 	}
 }
+
+// TestTouchAndFilter covers Select's helpers: touch reads the first byte
+// of each 64 and the last byte of a bitfield of any length, and filter
+// returns nil, which take reads as "all", when no candidate passes.
+func TestTouchAndFilter(t *testing.T) {
+	b := make([]byte, 200)
+	b[0], b[64], b[128], b[192], b[199] = 1, 2, 4, 8, 16
+	for _, tc := range []struct {
+		b    []byte
+		want byte
+	}{{nil, 0}, {b[:1], 1 ^ 1}, {b[:65], 1 ^ 2 ^ 2}, {b, 1 ^ 2 ^ 4 ^ 8 ^ 16}} {
+		if got := touch(tc.b); got != tc.want {
+			t.Errorf("touch(%d bytes) = %d, want %d", len(tc.b), got, tc.want)
+		}
+	}
+	s := selector{others: []cand{{local: 1}, {local: 0}, {local: 2, taken: true}}}
+	if got := s.filter(func(c *cand) bool { return c.local > 0 }); len(got) != 1 || got[0] != 0 {
+		t.Errorf("filter = %v, want [0]", got)
+	}
+	if got := s.filter(func(c *cand) bool { return c.local > 5 }); got != nil {
+		t.Errorf("filter of none = %#v, want nil", got)
+	}
+}

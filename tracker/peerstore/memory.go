@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/clock"
@@ -25,13 +26,16 @@ const numShards = 16
 // announce: reads skip expired records at once, and Expire (which the
 // tracker calls periodically) frees them.
 //
-// Each swarm keeps its records in two dense slices (origins and other
+// Each swarm keeps its records in two dense lists (origins and other
 // peers) indexed by a map from peer ID, so sampling is O(sample) and a
-// record costs its fields, its bitfield and one map entry. Records of
-// complete peers share one all-ones bitfield per swarm.
+// record costs its fields, its bitfield, one map entry and a slot of its
+// list. Records of complete peers share one all-ones bitfield per swarm;
+// a bitfield of up to 2,048 chunks lives in its record's allocation.
 type Memory struct {
-	clock  clock.Clock
-	ttl    time.Duration
+	clock clock.Clock
+	ttl   time.Duration
+	// epoch is the origin of slot.seen.
+	epoch  time.Time
 	shards [numShards]shard
 }
 
@@ -44,8 +48,8 @@ type shard struct {
 type swarm struct {
 	numChunks uint32
 	full      trackerwire.Bitfield // all ones, shared by complete records
-	peers     []*Record
-	origins   []*Record
+	peers     members
+	origins   members
 	index     map[string]int // peer ID -> index in peers, or -1-index in origins
 	// Uploaded counts of records no longer live, by role.
 	retiredOrigins, retiredPeers uint64
@@ -56,6 +60,85 @@ type swarm struct {
 	// labels interns zone and rack names, so records share them and
 	// comparing equal labels does not touch their bytes.
 	labels map[string]string
+}
+
+// members is one of a swarm's lists of records. Beside each record it
+// keeps the time it was last seen (its LastSeen, in nanoseconds since
+// Memory.epoch), so that sampling and sweeps judge expiry without reading
+// the records: in a large swarm each record read is a cache miss.
+type members []slot
+
+type slot struct {
+	rec  *Record
+	seen int64
+}
+
+// add appends r and returns its index.
+func (ms *members) add(r *Record, seen int64) int {
+	*ms = append(*ms, slot{r, seen})
+	return len(*ms) - 1
+}
+
+// remove empties slot i by moving the last record into it, and returns
+// the record moved (nil if i was the last slot).
+func (ms *members) remove(i int) (moved *Record) {
+	s := *ms
+	last := len(s) - 1
+	if i != last {
+		s[i] = s[last]
+		moved = s[i].rec
+	}
+	s[last] = slot{}
+	*ms = s[:last]
+	return moved
+}
+
+// sample appends to out the records of k distinct slots drawn uniformly
+// at random (of every slot if k is 0 or at least len), leaving out
+// exclude and those seen at or before minSeen. It reads no record.
+func (ms members) sample(out []*Record, k int, rng *rand.Rand, minSeen int64, exclude *Record) []*Record {
+	keep := func(i int) {
+		if s := ms[i]; s.rec != exclude && s.seen > minSeen {
+			out = append(out, s.rec)
+		}
+	}
+	n := len(ms)
+	if k <= 0 || k >= n {
+		for i := range n {
+			keep(i)
+		}
+		return out
+	}
+	if k > n/4 {
+		// Selection sampling (Knuth's algorithm S): one pass, no memory.
+		need := k
+		for i := range n {
+			if rng.IntN(n-i) < need {
+				keep(i)
+				if need--; need == 0 {
+					break
+				}
+			}
+		}
+		return out
+	}
+	// Sparse: draw with rejection, remembering the draws in a bitset (on
+	// the stack for lists of up to 16,384 records).
+	var buf [256]uint64
+	drawn := buf[:]
+	if words := (n + 63) / 64; words > len(buf) {
+		drawn = make([]uint64, words)
+	}
+	for got := 0; got < k; {
+		i := rng.IntN(n)
+		if drawn[i/64]&(1<<(i%64)) != 0 {
+			continue
+		}
+		drawn[i/64] |= 1 << (i % 64)
+		keep(i)
+		got++
+	}
+	return out
 }
 
 // maxLabels bounds swarm.labels against peers that invent labels.
@@ -107,7 +190,7 @@ func NewMemory(clk clock.Clock, ttl time.Duration) *Memory {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	m := &Memory{clock: clk, ttl: ttl}
+	m := &Memory{clock: clk, ttl: ttl, epoch: clk.Now()}
 	for i := range m.shards {
 		m.shards[i].swarms = make(map[chunker.Digest]*swarm)
 	}
@@ -120,6 +203,10 @@ func (m *Memory) TTL() time.Duration { return m.ttl }
 func (m *Memory) shard(blob chunker.Digest) *shard { return &m.shards[blob[0]%numShards] }
 
 func (m *Memory) expired(r *Record, now time.Time) bool { return now.Sub(r.LastSeen) >= m.ttl }
+
+// since returns t as an offset from m.epoch, for slot.seen. For
+// records r, m.expired(r, now) is m.since(now)-m.since(r.LastSeen) >= m.ttl.
+func (m *Memory) since(t time.Time) int64 { return int64(t.Sub(m.epoch)) }
 
 // Announce implements Store.
 func (m *Memory) Announce(ctx context.Context, req *trackerwire.AnnounceRequest) (Result, error) {
@@ -165,15 +252,29 @@ func (m *Memory) Announce(ctx context.Context, req *trackerwire.AnnounceRequest)
 		sw = &swarm{numChunks: req.NumChunks, index: make(map[string]int), gone: make(map[string]tombstone), labels: make(map[string]string)}
 	}
 
-	bf, have, ok := sw.bitfield(old, req)
+	var rec *Record
+	alloc := func(n int) (bf trackerwire.Bitfield) {
+		rec, bf = newRecord(n)
+		return bf
+	}
+	bf, have, ok := sw.bitfield(old, req, alloc)
 	if !ok {
 		// Leave no empty swarm behind.
 		return Result{NeedFull: true}, nil
 	}
+	if rec == nil {
+		if len(bf) <= maxInlineBitfield && !sw.isFull(bf) {
+			// Unchanged: a copy beside the new record still beats
+			// sharing the old one's.
+			bf = append(alloc(len(bf))[:0], bf...)
+		} else {
+			rec = new(Record)
+		}
+	}
 	if created {
 		sh.swarms[req.Blob] = sw
 	}
-	rec := &Record{
+	*rec = Record{
 		PeerID:                req.PeerID,
 		Addrs:                 req.Addrs,
 		Role:                  canonicalRole(req.Role),
@@ -210,13 +311,64 @@ func (m *Memory) Announce(ctx context.Context, req *trackerwire.AnnounceRequest)
 	} else {
 		rec.Addrs = slices.Clone(req.Addrs) // never share the caller's slice
 	}
-	sw.put(old, rec)
+	sw.put(old, rec, m.since(now))
 	return Result{Record: rec, Created: old == nil}, nil
 }
 
+// maxInlineBitfield is the largest bitfield newRecord allocates with its
+// record (2,048 chunks).
+const maxInlineBitfield = 256
+
+// linePad starts an inline bitfield on a 64-byte boundary of its
+// allocation (a cache line, when the allocation is aligned), so that it
+// spans as few lines as it can. The padding fits in the size classes the
+// allocations fall in anyway.
+const linePad = (64 - unsafe.Sizeof(Record{})%64) % 64
+
+// newRecord returns a zero record and a zero bitfield of n bytes, in one
+// allocation if n is at most maxInlineBitfield: handouts read a record
+// and its bitfield together, and in a large swarm each separate
+// allocation read costs a cache miss and a TLB miss.
+func newRecord(n int) (*Record, trackerwire.Bitfield) {
+	switch {
+	case n <= 32:
+		return withBits(n, func(b *[32]byte) []byte { return b[:] })
+	case n <= 64:
+		return withBits(n, func(b *[64]byte) []byte { return b[:] })
+	case n <= 128:
+		return withBits(n, func(b *[128]byte) []byte { return b[:] })
+	case n <= maxInlineBitfield:
+		return withBits(n, func(b *[maxInlineBitfield]byte) []byte { return b[:] })
+	}
+	return new(Record), make(trackerwire.Bitfield, n)
+}
+
+// withBits allocates a record followed by an array B of bytes, and
+// returns the record and the first n bytes of the array.
+func withBits[B any](n int, slice func(*B) []byte) (*Record, trackerwire.Bitfield) {
+	x := new(struct {
+		r    Record
+		_    [linePad]byte
+		bits B
+	})
+	return &x.r, slice(&x.bits)[:n:n]
+}
+
+// isFull reports whether bf is sw.full.
+func (sw *swarm) isFull(bf trackerwire.Bitfield) bool {
+	return len(bf) > 0 && len(sw.full) > 0 && &bf[0] == &sw.full[0]
+}
+
 // bitfield returns the bitfield and count for the new record, or ok=false
-// if req is a delta with nothing to apply it to.
-func (sw *swarm) bitfield(old *Record, req *trackerwire.AnnounceRequest) (bf trackerwire.Bitfield, have uint32, ok bool) {
+// if req is a delta with nothing to apply it to. A new bitfield comes
+// from alloc (zeroed, n bytes); otherwise it is shared with old or
+// sw.full.
+func (sw *swarm) bitfield(old *Record, req *trackerwire.AnnounceRequest, alloc func(n int) trackerwire.Bitfield) (bf trackerwire.Bitfield, have uint32, ok bool) {
+	clone := func(b trackerwire.Bitfield) trackerwire.Bitfield {
+		c := alloc(len(b))
+		copy(c, b)
+		return c
+	}
 	switch {
 	case req.Complete:
 		if sw.full == nil {
@@ -227,7 +379,7 @@ func (sw *swarm) bitfield(old *Record, req *trackerwire.AnnounceRequest) (bf tra
 		if old != nil && bytes.Equal(old.Bitfield, req.Bitfield) {
 			return old.Bitfield, old.Have, true
 		}
-		bf = req.Bitfield.Clone()
+		bf = clone(req.Bitfield)
 		return bf, uint32(bf.Count()), true
 	default: // delta
 		if old == nil {
@@ -243,7 +395,7 @@ func (sw *swarm) bitfield(old *Record, req *trackerwire.AnnounceRequest) (bf tra
 				continue
 			}
 			if !copied {
-				bf, copied = bf.Clone(), true
+				bf, copied = clone(bf), true
 			}
 			bf.Set(i)
 			have++
@@ -260,20 +412,21 @@ func (sw *swarm) get(peerID string) *Record {
 	case !ok:
 		return nil
 	case i >= 0:
-		return sw.peers[i]
+		return sw.peers[i].rec
 	default:
-		return sw.origins[-1-i]
+		return sw.origins[-1-i].rec
 	}
 }
 
-// put replaces old (nil if none) with rec, which has the same peer ID.
-func (sw *swarm) put(old, rec *Record) {
+// put replaces old (nil if none) with rec, which has the same peer ID and
+// was seen at seen (see members).
+func (sw *swarm) put(old, rec *Record, seen int64) {
 	if old != nil && old.IsOrigin() == rec.IsOrigin() {
 		i := sw.index[rec.PeerID]
 		if i >= 0 {
-			sw.peers[i] = rec
+			sw.peers[i] = slot{rec, seen}
 		} else {
-			sw.origins[-1-i] = rec
+			sw.origins[-1-i] = slot{rec, seen}
 		}
 		return
 	}
@@ -281,11 +434,9 @@ func (sw *swarm) put(old, rec *Record) {
 		sw.drop(old)
 	}
 	if rec.IsOrigin() {
-		sw.origins = append(sw.origins, rec)
-		sw.index[rec.PeerID] = -len(sw.origins)
+		sw.index[rec.PeerID] = -1 - sw.origins.add(rec, seen)
 	} else {
-		sw.peers = append(sw.peers, rec)
-		sw.index[rec.PeerID] = len(sw.peers) - 1
+		sw.index[rec.PeerID] = sw.peers.add(rec, seen)
 	}
 }
 
@@ -313,40 +464,32 @@ func (sw *swarm) remove(r *Record, now time.Time) {
 	sw.drop(r)
 }
 
-// drop deletes r from the slices and the index by swapping the last
-// record into its place.
+// drop deletes r from its list and the index; the last record of the
+// list takes its slot.
 func (sw *swarm) drop(r *Record) {
 	i := sw.index[r.PeerID]
 	delete(sw.index, r.PeerID)
 	if i >= 0 {
-		last := len(sw.peers) - 1
-		if i != last {
-			sw.peers[i] = sw.peers[last]
-			sw.index[sw.peers[i].PeerID] = i
+		if moved := sw.peers.remove(i); moved != nil {
+			sw.index[moved.PeerID] = i
 		}
-		sw.peers[last] = nil
-		sw.peers = sw.peers[:last]
 		return
 	}
-	j := -1 - i
-	last := len(sw.origins) - 1
-	if j != last {
-		sw.origins[j] = sw.origins[last]
-		sw.index[sw.origins[j].PeerID] = -1 - j
+	if moved := sw.origins.remove(-1 - i); moved != nil {
+		sw.index[moved.PeerID] = i
 	}
-	sw.origins[last] = nil
-	sw.origins = sw.origins[:last]
 }
 
 // expireSwarm removes sw's expired records and returns how many. With
 // tombstones set it also forgets old tombstones.
 func (m *Memory) expireSwarm(sw *swarm, now time.Time, tombstones bool) int {
 	n := 0
-	for _, list := range [][]*Record{sw.peers, sw.origins} {
-		// Walk backwards: drop swaps the last record into the hole.
-		for i := len(list) - 1; i >= 0; i-- {
-			if r := list[i]; m.expired(r, now) {
-				sw.remove(r, now)
+	minSeen := m.since(now) - int64(m.ttl)
+	for _, list := range []*members{&sw.peers, &sw.origins} {
+		// Walk backwards: drop moves the last record into the hole.
+		for i := len(*list) - 1; i >= 0; i-- {
+			if s := (*list)[i]; s.seen <= minSeen {
+				sw.remove(s.rec, now)
 				n++
 			}
 		}
@@ -391,20 +534,16 @@ func (m *Memory) Candidates(ctx context.Context, blob chunker.Digest, q Candidat
 	if sw == nil {
 		return nil, notFound(blob)
 	}
-	out := make([]*Record, 0, bound(len(sw.origins), q.MaxOrigins)+bound(len(sw.peers), q.MaxPeers))
 	// Compare records, not peer IDs: in a large swarm each string
 	// comparison is a cache miss.
 	var exclude *Record
 	if q.Exclude != "" {
 		exclude = sw.get(q.Exclude)
 	}
-	keep := func(r *Record) {
-		if r != exclude && !m.expired(r, now) {
-			out = append(out, r)
-		}
-	}
-	sample(sw.origins, q.MaxOrigins, q.Rand, keep)
-	sample(sw.peers, q.MaxPeers, q.Rand, keep)
+	minSeen := m.since(now) - int64(m.ttl)
+	out := make([]*Record, 0, bound(len(sw.origins), q.MaxOrigins)+bound(len(sw.peers), q.MaxPeers))
+	out = sw.origins.sample(out, q.MaxOrigins, q.Rand, minSeen, exclude)
+	out = sw.peers.sample(out, q.MaxPeers, q.Rand, minSeen, exclude)
 	return out, nil
 }
 
@@ -413,42 +552,6 @@ func bound(n, max int) int {
 		return max
 	}
 	return n
-}
-
-// sample calls fn on k distinct records of list drawn uniformly at random,
-// or on all of them if k is 0 or at least len(list).
-func sample(list []*Record, k int, rng *rand.Rand, fn func(*Record)) {
-	n := len(list)
-	if k <= 0 || k >= n {
-		for _, r := range list {
-			fn(r)
-		}
-		return
-	}
-	if k > n/4 {
-		// Selection sampling (Knuth's algorithm S): one pass, no memory.
-		need := k
-		for i, r := range list {
-			if rng.IntN(n-i) < need {
-				fn(r)
-				if need--; need == 0 {
-					return
-				}
-			}
-		}
-		return
-	}
-	// Sparse: draw with rejection, remembering the draws in a bitset.
-	seen := make([]uint64, (n+63)/64)
-	for got := 0; got < k; {
-		i := rng.IntN(n)
-		if seen[i/64]&(1<<(i%64)) != 0 {
-			continue
-		}
-		seen[i/64] |= 1 << (i % 64)
-		fn(list[i])
-		got++
-	}
 }
 
 // Swarm implements Store.
@@ -472,7 +575,8 @@ func (m *Memory) Swarm(ctx context.Context, blob chunker.Digest) (*Snapshot, err
 		Records:           make([]*Record, 0, sw.len()),
 	}
 	agree := true
-	for _, r := range sw.origins {
+	for _, o := range sw.origins {
+		r := o.rec
 		s.UploadedByOrigins += r.Uploaded
 		if !m.expired(r, now) {
 			s.Records = append(s.Records, r)
@@ -488,7 +592,8 @@ func (m *Memory) Swarm(ctx context.Context, blob chunker.Digest) (*Snapshot, err
 	if !agree {
 		s.Manifest = chunker.Digest{}
 	}
-	for _, r := range sw.peers {
+	for _, p := range sw.peers {
+		r := p.rec
 		s.UploadedByPeers += r.Uploaded
 		if !m.expired(r, now) {
 			s.Records = append(s.Records, r)
@@ -513,13 +618,13 @@ func (m *Memory) Swarms(ctx context.Context) ([]Summary, error) {
 		sh.mu.RLock()
 		for blob, sw := range sh.swarms {
 			s := Summary{Blob: blob, NumChunks: sw.numChunks}
-			for _, r := range sw.origins {
-				if !m.expired(r, now) {
+			for _, o := range sw.origins {
+				if !m.expired(o.rec, now) {
 					s.Origins++
 				}
 			}
-			for _, r := range sw.peers {
-				if !m.expired(r, now) {
+			for _, p := range sw.peers {
+				if r := p.rec; !m.expired(r, now) {
 					s.Peers++
 					if r.Complete {
 						s.Complete++

@@ -1,6 +1,7 @@
 package peerstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
@@ -103,10 +105,11 @@ func TestAnnounceBitfields(t *testing.T) {
 	if first.Have != 2 || first.Bitfield.Has(7) {
 		t.Fatal("a later announce changed an earlier record")
 	}
-	// An empty delta is a heartbeat; it shares the stored bitfield.
+	// An empty delta is a heartbeat; it keeps the stored bitfield (a
+	// small one is copied beside the new record: see TestRecordLayout).
 	again := mustAnnounce(t, s, delta(blobA, "p1", 20)).Record
-	if again.Have != 4 || &again.Bitfield[0] != &res.Record.Bitfield[0] {
-		t.Fatalf("heartbeat: have %d, bitfield copied", again.Have)
+	if again.Have != 4 || !bytes.Equal(again.Bitfield, res.Record.Bitfield) {
+		t.Fatalf("heartbeat: have %d, bitfield %x, want %x", again.Have, again.Bitfield, res.Record.Bitfield)
 	}
 	// A full bitfield may drop chunks.
 	if got := mustAnnounce(t, s, full(blobA, "p1", 20, 3)).Record; got.Have != 1 || got.Bitfield.Has(0) {
@@ -472,4 +475,93 @@ func TestMemoryPerRecord(t *testing.T) {
 		t.Fatalf("%.0f bytes per record, budget 1024", perRecord)
 	}
 	runtime.KeepAlive(s)
+}
+
+// TestRecordLayout checks where records keep their bitfields: up to
+// maxInlineBitfield bytes in the record's own allocation, after it at the
+// next multiple of 64 bytes (a fresh copy with every announce); beyond,
+// in an allocation of their own that announces which change nothing
+// share.
+func TestRecordLayout(t *testing.T) {
+	after := func(r *Record) bool {
+		return uintptr(unsafe.Pointer(&r.Bitfield[0])) == uintptr(unsafe.Pointer(r))+unsafe.Sizeof(*r)+linePad
+	}
+	for _, n := range []uint32{1, 8 * 32, 8*32 + 1, 1000, 8 * maxInlineBitfield, 8*maxInlineBitfield + 1, 20000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s, _ := newStore(t)
+			first := mustAnnounce(t, s, full(blobA, "p1", n, 0, n-1)).Record
+			if (unsafe.Sizeof(*first)+linePad)%64 != 0 {
+				t.Fatalf("record of %d bytes padded by %d", unsafe.Sizeof(*first), linePad)
+			}
+			heartbeat := mustAnnounce(t, s, delta(blobA, "p1", n)).Record
+			changed := mustAnnounce(t, s, delta(blobA, "p1", n, n/2)).Record
+			for _, r := range []*Record{first, heartbeat, changed} {
+				if len(r.Bitfield) != trackerwire.BitfieldLen(n) || cap(r.Bitfield) != len(r.Bitfield) {
+					t.Fatalf("bitfield len %d cap %d, want %d", len(r.Bitfield), cap(r.Bitfield), trackerwire.BitfieldLen(n))
+				}
+				if inline := trackerwire.BitfieldLen(n) <= maxInlineBitfield; after(r) != inline {
+					t.Errorf("bitfield right after the record: %v, want %v", after(r), inline)
+				}
+			}
+			if shared := &heartbeat.Bitfield[0] == &first.Bitfield[0]; shared == (trackerwire.BitfieldLen(n) <= maxInlineBitfield) {
+				t.Errorf("heartbeat shares the bitfield: %v", shared)
+			}
+			if first.Have != 2 && n > 1 || heartbeat.Have != first.Have || changed.Have != first.Have+1 && n > 2 || !changed.Bitfield.Has(n/2) {
+				t.Errorf("have %d %d %d", first.Have, heartbeat.Have, changed.Have)
+			}
+		})
+	}
+}
+
+// TestSlotsMatchRecords checks the invariants of the swarms' lists after
+// a random mix of joins, updates, role changes, stops and sweeps: every
+// slot's seen time is its record's LastSeen, and the index points at it.
+func TestSlotsMatchRecords(t *testing.T) {
+	s, clk := newStore(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range 3000 {
+		id := fmt.Sprintf("p%d", rng.IntN(60))
+		var req *trackerwire.AnnounceRequest
+		switch rng.IntN(6) {
+		case 0:
+			req = origin(blobA, id, 16)
+		case 1:
+			req = delta(blobA, id, 16, uint32(rng.IntN(16)))
+		case 2:
+			req = full(blobA, id, 16)
+			req.Event = trackerwire.EventStopped
+		default:
+			req = full(blobA, id, 16, uint32(rng.IntN(16)))
+		}
+		if _, err := s.Announce(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Duration(rng.IntN(int(ttl / 20))))
+		if i%100 == 0 {
+			if _, err := s.Expire(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sh := s.shard(blobA)
+		sw := sh.swarms[blobA]
+		if sw == nil {
+			continue
+		}
+		if len(sw.index) != sw.len() {
+			t.Fatalf("step %d: index has %d entries for %d records", i, len(sw.index), sw.len())
+		}
+		for _, list := range []struct {
+			m      members
+			origin bool
+		}{{sw.peers, false}, {sw.origins, true}} {
+			for j, sl := range list.m {
+				r := sl.rec
+				if sl.seen != s.since(r.LastSeen) || r.IsOrigin() != list.origin || sw.get(r.PeerID) != r {
+					t.Fatalf("step %d: slot %d of %v: seen %d, record seen %d, origin %v, indexed %p for %p",
+						i, j, list.origin, sl.seen, s.since(r.LastSeen), r.IsOrigin(), sw.get(r.PeerID), r)
+				}
+			}
+		}
+	}
 }

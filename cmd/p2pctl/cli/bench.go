@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"time"
 
@@ -21,8 +22,22 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Short: "Measure p2pd's components on this machine",
 		Long:  "bench runs reproducible measurements. Figures go in docs/benchmarks.md with the command that produced them.",
 	}
-	cmd.AddCommand(newBenchChunkerCmd(g), newBenchTransferCmd(g))
+	cmd.AddCommand(newBenchChunkerCmd(g), newBenchTransferCmd(g), newBenchTrackerCmd(g))
 	return cmd
+}
+
+// openProfile creates the file a --cpuprofile flag names, if it names
+// one, and points *dst at it. The func it returns closes the file.
+func openProfile(path string, dst *io.Writer) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	*dst = f
+	return func() { f.Close() }, nil
 }
 
 // chunkerBench is the JSON output of bench chunker.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -43,14 +42,11 @@ ceiling_ratio = transfer_mbps / min(raw_stream_mbps, disk_sync_mbps).`,
 				return usagef("--size %q: want a size such as 1GiB", sizeFlag)
 			}
 			o := transferbench.Options{Size: size, Seed: seed, Dir: dir, Chunker: g.cfg.Chunker}
-			if profile != "" {
-				f, err := os.Create(profile)
-				if err != nil {
-					return usageError{err}
-				}
-				defer f.Close()
-				o.CPUProfile = f
+			closeProfile, err := openProfile(profile, &o.CPUProfile)
+			if err != nil {
+				return err
 			}
+			defer closeProfile()
 			res, err := transferbench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
