@@ -38,8 +38,11 @@ const (
 	// writeTimeout bounds one write to a peer: a peer that stops reading
 	// for that long is dropped, freeing its upload slots.
 	writeTimeout = 30 * time.Second
-	// streamBufSize is the size of the buffered reader and writer.
-	streamBufSize = 64 << 10
+	// streamReadBufSize is the size of the buffered reader. It only
+	// gathers small frames: a Data payload is read straight into its
+	// chunk's buffer (session.dataDst), and whatever the reader holds of
+	// it when its header is read is copied once more, so it is small.
+	streamReadBufSize = 8 << 10
 	// progressEvery: a chunk arriving slowly is reported to its download
 	// (evProgress) about this many times per request timeout.
 	progressEvery = 4
@@ -66,7 +69,7 @@ type session struct {
 	cancel      context.CancelFunc
 
 	br      *bufio.Reader
-	bw      *bufio.Writer // used by the writer goroutine after the handshake
+	bw      *muxWriter // used by the writer goroutine after the handshake
 	dec     *peerwire.Decoder
 	upLim   *rate.Limiter // nil: unlimited
 	downLim *rate.Limiter
@@ -149,8 +152,8 @@ func newSession(e *Engine, s network.Stream, outbound bool) *session {
 		stream:         s,
 		outbound:       outbound,
 		log:            e.log.With("peer", id.String()),
-		br:             bufio.NewReaderSize(s, streamBufSize),
-		bw:             bufio.NewWriterSize(s, streamBufSize),
+		br:             bufio.NewReaderSize(s, streamReadBufSize),
+		bw:             newMuxWriter(s, muxFrameSize),
 		wake:           make(chan struct{}, 1),
 		upWake:         make(chan struct{}, 1),
 		ready:          make(chan *upload, 1),
@@ -162,6 +165,7 @@ func newSession(e *Engine, s network.Stream, outbound bool) *session {
 	}
 	ss.ctx, ss.cancel = context.WithCancel(e.ctx)
 	ss.dec = peerwire.NewDecoder(ss.br, peerwire.MaxFrameSize)
+	ss.dec.SetDataDst(ss.dataDst)
 	if r := e.cfg.UploadRate; r > 0 {
 		ss.upLim = rate.NewLimiter(rate.Limit(r), e.cfg.PieceSize)
 	}
@@ -837,7 +841,9 @@ func (s *session) onData(m peerwire.Data) error {
 	if r.buf == nil {
 		r.buf = s.e.bufs.get(r.size)
 	}
-	copy(r.buf[r.got:], m.Payload)
+	if n > 0 && &r.buf[r.got] != &m.Payload[0] { // not decoded in place (dataDst)
+		copy(r.buf[r.got:], m.Payload)
+	}
 	r.got += n
 	// Tell the scheduler the request is being answered, so that a chunk
 	// that takes a while on a slow link does not time out. It counts time
@@ -863,6 +869,23 @@ func (s *session) onData(m peerwire.Data) error {
 	}
 	s.e.queuePut(s.ctx, &putJob{dl: r.dl, s: s, idx: r.idx, digest: r.digest, data: r.buf, origin: origin})
 	return nil
+}
+
+// dataDst is the Decoder's DataDst: the payload of a Data frame that
+// continues a chunk request where onData expects it is read straight into
+// the request's buffer, saving a copy of every byte received. A frame that
+// does not fit goes to the Decoder's buffer, and onData deals with it.
+func (s *session) dataDst(req, off, total uint32, n int) []byte {
+	s.mu.Lock()
+	r := s.reqs[req]
+	s.mu.Unlock()
+	if r == nil || int(total) != r.size || int(off) != r.got || n == 0 {
+		return nil
+	}
+	if r.buf == nil {
+		r.buf = s.e.bufs.get(r.size)
+	}
+	return r.buf[r.got : r.got+n]
 }
 
 func (s *session) forgetReqLocked(id uint32, r *chunkReq) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/p2pd/p2pd/chunker"
 )
 
 // Decoder reads frames from a stream. It reads exactly the bytes of each
@@ -16,9 +18,25 @@ type Decoder struct {
 	r   io.Reader
 	max int
 	hdr [frameHeaderLen]byte
+	rh  [rangeHeadLen]byte
 	buf []byte
 	err error
+	dst DataDst
 }
+
+// DataDst says where the payload of a Data frame goes: given the frame's
+// fields and its payload length n, it returns a slice of exactly n bytes
+// to read the payload into, or nil to leave it to the Decoder's buffer.
+type DataDst func(req, offset, total uint32, n int) []byte
+
+// SetDataDst makes Next ask dst where each Data frame's payload goes, once
+// the frame's length, type and fields have been read and checked, so that a
+// chunk's pieces can be read straight into the chunk's buffer instead of
+// being copied there from the Decoder's. The decoded Data's Payload is
+// then the slice dst returned. If the payload cannot be read in full, Next
+// fails and that slice may have been partly overwritten. dst runs on the
+// goroutine calling Next; nil turns this off.
+func (d *Decoder) SetDataDst(dst DataDst) { d.dst = dst }
 
 // NewDecoder returns a Decoder reading from r that refuses frames whose
 // length prefix exceeds maxFrame bytes. maxFrame ≤ 0, or over MaxFrameSize,
@@ -35,7 +53,7 @@ func NewDecoder(r io.Reader, maxFrame int) *Decoder {
 // Next reads and returns the next message, as a value of one of the message
 // types (Hello, Data, ...). Slices in it (Data.Payload, ManifestData.Data,
 // Bitfield.Bits) alias the Decoder's buffer and are valid only until the
-// next call to Next.
+// next call to Next, except a Data.Payload read where SetDataDst said.
 //
 // At the end of the stream, between frames, Next returns io.EOF. Input that
 // ends inside a frame yields an error wrapping io.ErrUnexpectedEOF; a
@@ -91,10 +109,10 @@ func (d *Decoder) next() (Message, error) {
 		return nil, malformed(t, "payload is %d bytes, want %d to %d", n, l.min, l.max)
 	}
 
-	if cap(d.buf) < n {
-		d.buf = make([]byte, min(max(n, 2*cap(d.buf)), d.max))
+	if t == TypeData && d.dst != nil {
+		return d.nextData(n)
 	}
-	p := d.buf[:n]
+	p := d.buffer(n)
 	if got, err := io.ReadFull(d.r, p); err != nil {
 		return nil, fmt.Errorf("peerwire: read %s payload (%d of %d bytes): %w", t, got, n, noEOF(err))
 	}
@@ -105,6 +123,39 @@ func (d *Decoder) next() (Message, error) {
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
+	return m, nil
+}
+
+// buffer returns the Decoder's buffer, grown to n bytes if needed.
+func (d *Decoder) buffer(n int) []byte {
+	if cap(d.buf) < n {
+		d.buf = make([]byte, min(max(n, 2*cap(d.buf)), d.max))
+	}
+	return d.buf[:n]
+}
+
+// nextData reads the n-byte payload of a Data frame into where d.dst says.
+// The checks are Data.validate's, made before the payload is read.
+func (d *Decoder) nextData(n int) (Message, error) {
+	if got, err := io.ReadFull(d.r, d.rh[:]); err != nil {
+		return nil, fmt.Errorf("peerwire: read %s payload (%d of %d bytes): %w", TypeData, got, n, noEOF(err))
+	}
+	m := Data{ReqID: be.Uint32(d.rh[:]), Offset: be.Uint32(d.rh[4:]), Total: be.Uint32(d.rh[8:])}
+	pn := n - rangeHeadLen
+	if err := checkReqID(TypeData, m.ReqID); err != nil {
+		return nil, err
+	}
+	if err := checkRange(TypeData, m.Offset, m.Total, pn, chunker.MaxChunkSizeLimit); err != nil {
+		return nil, err
+	}
+	p := d.dst(m.ReqID, m.Offset, m.Total, pn)
+	if len(p) != pn {
+		p = d.buffer(pn)
+	}
+	if got, err := io.ReadFull(d.r, p); err != nil {
+		return nil, fmt.Errorf("peerwire: read %s payload (%d of %d bytes): %w", TypeData, rangeHeadLen+got, n, noEOF(err))
+	}
+	m.Payload = tail(p)
 	return m, nil
 }
 

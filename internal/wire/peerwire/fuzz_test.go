@@ -117,6 +117,61 @@ func checkDecode(t *testing.T, in []byte, limit int) (types []Type) {
 	}
 }
 
+// checkDataDst decodes in with and without SetDataDst (which takes every
+// other Data payload) and checks that both give the same messages, that
+// the payloads taken went where dst said, and that both end alike.
+func checkDataDst(t *testing.T, in []byte) {
+	decodeAll := func(dst DataDst) (frames [][]byte, payloads [][]byte, err error) {
+		d := NewDecoder(bytes.NewReader(in), 0)
+		d.SetDataDst(dst)
+		for {
+			m, err := d.Next()
+			if err != nil {
+				return frames, payloads, err
+			}
+			f, ferr := AppendFrame(nil, m)
+			if ferr != nil {
+				t.Fatalf("decoded %T does not re-encode: %v", m, ferr)
+			}
+			frames = append(frames, f)
+			if dm, ok := m.(Data); ok {
+				payloads = append(payloads, dm.Payload)
+			}
+		}
+	}
+	want, _, wantErr := decodeAll(nil)
+	var given [][]byte
+	calls := 0
+	got, payloads, gotErr := decodeAll(func(req, off, total uint32, n int) []byte {
+		calls++
+		if uint64(off)+uint64(n) > uint64(total) || req == 0 {
+			t.Fatalf("dst asked for an invalid piece: req %d, %d bytes at %d of %d", req, n, off, total)
+		}
+		if calls%2 == 0 {
+			return nil
+		}
+		b := make([]byte, n)
+		given = append(given, b)
+		return b
+	})
+	if len(got) != len(want) {
+		t.Fatalf("with a DataDst %d frames decode, without %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("frame %d differs with a DataDst:\n%x\n%x", i, got[i], want[i])
+		}
+	}
+	if (gotErr == io.EOF) != (wantErr == io.EOF) {
+		t.Fatalf("with a DataDst decoding ends in %v, without in %v", gotErr, wantErr)
+	}
+	for i, b := range given {
+		if i*2 < len(payloads) && len(b) > 0 && &payloads[i*2][0] != &b[0] {
+			t.Fatalf("payload %d was not read into the slice dst returned", i*2)
+		}
+	}
+}
+
 type countingReader struct {
 	r io.Reader
 	n int
@@ -135,6 +190,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkDecode(t, in, 0)
 		checkDecode(t, in, 64)
+		checkDataDst(t, in)
 	})
 }
 
