@@ -150,13 +150,13 @@ type Scheduler struct {
 	npeers     int       // connected peers that are not fallback origins
 	tag        uint32    // tells this Scheduler's peers from others', for PeerRef
 
-	peers     []*peer // connected, in connection order
-	byID      map[string]*peer
-	slots     []*peer           // connected peers by slot, nil for free slots
-	free      []int32           // free slots
-	offences  map[string]int    // corrupt chunks per peer ID, across connections
-	banned    map[string]string // peer ID -> ban reason
-	excl      map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
+	peers    []*peer // connected, in connection order
+	byID     map[string]*peer
+	slots    []*peer           // connected peers by slot, nil for free slots
+	free     []int32           // free slots
+	offences map[string]int    // corrupt chunks per peer ID, across connections
+	banned   map[string]string // peer ID -> ban reason
+	excl     map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
 	// Peers with requests outstanding, one list per timeout level, each by
 	// peer.since and so in the order they stall.
 	stallHead [stallLevels]*peer
