@@ -107,9 +107,9 @@ type Config struct {
 	//
 	// The timeout adapts to each peer's link: it is the least
 	// RequestTimeout<<l, for l from 0 to 4, that is at least three times
-	// the peer's moving average wait for data (from when a request became
+	// the peer's longest recent wait for data (from when a request became
 	// the oldest, or last made progress, until data came), and a stall
-	// doubles the peer's next timeout. A new peer starts from the average
+	// doubles the peer's next timeout. A new peer starts from the estimate
 	// over all peers. So a chunk that arrives in one piece after 25s, on a
 	// link shared by many uploads, makes the peer slow but not stalled,
 	// and a peer that hangs after answering quickly is still dropped after

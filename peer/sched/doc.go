@@ -53,7 +53,7 @@
 //     Tick all its requests are cancelled and the chunks requested
 //     elsewhere. A deep pipeline on a slow link therefore does not time out
 //     while the peer is sending. The timeout adapts to the peer: at least
-//     three times its average wait for data, doubled after a stall, up to
+//     three times its longest recent wait for data, doubled after a stall, up to
 //     16 times RequestTimeout; only the oldest request of a stalled peer
 //     counts as a failure. If a late answer arrives while the chunk is
 //     still missing it is accepted.

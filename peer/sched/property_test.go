@@ -34,7 +34,7 @@ import (
 //     became the oldest or since part of it last arrived (ChunkProgress),
 //     and then every request outstanding there is cancelled on that Tick.
 //     The timeout is the least RequestTimeout<<l (l < stallLevels) that is
-//     at least gapSlack times the peer's moving average wait for data,
+//     at least gapSlack times the peer's estimated longest wait for data,
 //     which a stall raises to the timeout that expired; only the oldest of
 //     the cancelled requests counts as a failure of its chunk;
 //   - Ban comes exactly at BanThreshold corrupt chunks, Have exactly once
@@ -80,8 +80,8 @@ type model struct {
 	order      map[string][]int         // outstanding requests per peer, in request order
 	since      map[string]time.Duration // when the oldest of them became the oldest or progressed
 	level      map[string]uint8         // the peer's timeout level (RequestTimeout<<level) as of since
-	gap        map[string]time.Duration // the peer's average wait for data, raised when it stalls
-	allGap     time.Duration            // the average over all peers: a new peer's
+	gap        map[string]time.Duration // the peer's estimated longest wait for data, raised when it stalls
+	allGap     time.Duration            // the estimate over all peers: a new peer's
 	streak     map[string]int           // busy pauses since the peer last delivered a chunk
 	stalled    map[reqKey]bool          // requests this Tick must cancel
 	stallFirst map[reqKey]bool          // those of them that were their peer's oldest: they count a failure
@@ -155,7 +155,7 @@ func (m *model) fatalf(format string, a ...any) {
 
 // startClock: the oldest request at peer id became the oldest or made
 // progress now. Its timeout is the least RequestTimeout<<l (l below
-// stallLevels) that is at least gapSlack times the peer's average wait.
+// stallLevels) that is at least gapSlack times the peer's longest wait.
 func (m *model) startClock(id string) {
 	m.since[id] = m.now
 	l := uint8(0)
@@ -169,11 +169,11 @@ func (m *model) timeout(id string) time.Duration { return m.cfg.RequestTimeout <
 
 // sample: data for the oldest request at peer id arrived now.
 func (m *model) sample(id string) {
-	avg := func(a, x time.Duration) time.Duration {
-		if a == 0 {
-			return x
+	avg := func(g, x time.Duration) time.Duration {
+		if x >= g {
+			return x // a longer wait counts at once
 		}
-		return a + (x-a)/4
+		return g - (g-x)/8 // a shorter one an eighth
 	}
 	x := m.now - m.since[id]
 	m.gap[id] = avg(m.gap[id], x)
@@ -306,7 +306,7 @@ func (m *model) before(ev Event) {
 			return
 		}
 		m.forget(e.Peer)
-		m.gap[e.Peer] = m.allGap    // a new connection starts from the average
+		m.gap[e.Peer] = m.allGap    // a new connection starts from the estimate
 		delete(m.busyUntil, e.Peer) // a busy pause belongs to a connection
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)

@@ -85,10 +85,10 @@ type peer struct {
 	since      time.Duration
 	prev, next *peer
 	level      uint8 // its timeout level while on a stall list
-	// gap is a moving average of how long the peer's oldest request waited
-	// for data (from when it became the oldest or last made progress),
-	// raised to the timeout when the peer stalls. It sets the peer's
-	// timeout level (Scheduler.level).
+	// gap estimates the longest the peer's oldest request waits for data
+	// (from when it became the oldest or last made progress; decayMax),
+	// raised when the peer stalls. It sets the peer's timeout level
+	// (Scheduler.level).
 	gap   time.Duration
 	stats PeerStats
 }
@@ -161,7 +161,7 @@ type Scheduler struct {
 	// peer.since and so in the order they stall.
 	stallHead [stallLevels]*peer
 	stallTail [stallLevels]*peer
-	gap       time.Duration // moving average of peer.gap samples of all peers: a new peer's first estimate
+	gap       time.Duration // peer.gap over the samples of all peers: a new peer's first estimate
 	paused    []*peer       // peers in busy backoff
 	nreqs     int           // outstanding requests
 }
@@ -567,29 +567,32 @@ func (s *Scheduler) progress(id string, idx int) {
 }
 
 // sample: data for p's oldest request arrived, which waited for it since
-// p.since. The wait goes into p's moving average and the scheduler's.
+// p.since. The wait goes into p's estimate and the scheduler's.
 func (s *Scheduler) sample(p *peer) {
 	x := s.now - p.since
-	p.gap = ewma(p.gap, x)
-	s.gap = ewma(s.gap, x)
+	p.gap = decayMax(p.gap, x)
+	s.gap = decayMax(s.gap, x)
 }
 
-// ewma is a moving average with weight 1/4 for the new sample x; 0 is no
-// average yet.
-func ewma(avg, x time.Duration) time.Duration {
-	if avg == 0 {
+// decayMax estimates the longest wait for data: a sample x above the
+// estimate g replaces it, one below moves it an eighth of the way down. A
+// timeout must cover the long waits, and short ones come in between (the
+// rest of a chunk after a progress report, a chunk that was sent whole
+// before the one in front was received).
+func decayMax(g, x time.Duration) time.Duration {
+	if x >= g {
 		return x
 	}
-	return avg + (x-avg)/4
+	return g - (g-x)/8
 }
 
 // level returns p's timeout level: its oldest request times out after
 // RequestTimeout<<level without data, the least such timeout that is at
-// least gapSlack times p's typical wait for data (peer.gap), and at most
+// least gapSlack times p's longest wait for data (peer.gap), and at most
 // RequestTimeout<<(stallLevels-1). A peer whose share of a slow link
 // delivers a chunk only every 20s is given 80s (the least level at or above
 // 60s); a peer that stalls has its gap raised so that its next timeout is
-// twice the one that expired, until its deliveries bring the average down.
+// twice the one that expired, until shorter waits bring the estimate down.
 func (s *Scheduler) level(p *peer) uint8 {
 	var l uint8
 	for l < stallLevels-1 && s.cfg.RequestTimeout<<l < gapSlack*p.gap {
