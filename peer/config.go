@@ -24,7 +24,7 @@ const (
 	DefaultRequestTimeout   = 10 * time.Second
 	DefaultManifestTimeout  = 30 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
-	DefaultPieceSize        = 256 << 10
+	DefaultPieceSize        = 64 << 10
 	DefaultPutWorkers       = 8
 	DefaultBanDuration      = time.Hour
 	DefaultPenaltyThreshold = 3
@@ -91,8 +91,11 @@ type Config struct {
 	// DialTimeout bounds connecting to a peer and the protocol handshake
 	// (default 10s).
 	DialTimeout time.Duration `yaml:"dial_timeout"`
-	// PieceSize is the payload of each Data frame sent (default 256 KiB,
-	// at most 1 MiB).
+	// PieceSize is the payload of each Data frame sent (default 64 KiB,
+	// at most 1 MiB). The receiver reports progress on a chunk to its
+	// scheduler as frames arrive, so a chunk of several pieces that
+	// arrives slowly, on a link shared by many uploads, shows that it is
+	// moving rather than waiting for the request timeout.
 	PieceSize int `yaml:"piece_size"`
 	// PutWorkers is how many received chunks are verified and written to
 	// the store at once (default 8). The store fsyncs every chunk, so

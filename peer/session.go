@@ -849,8 +849,9 @@ func (s *session) onData(m peerwire.Data) error {
 	// that takes a while on a slow link does not time out. It counts time
 	// from when a request became the oldest at this peer or last made
 	// progress, so every quarter of the timeout is often enough; a fast
-	// transfer posts nothing.
-	if now := s.e.clock.Now(); now.Sub(r.told) >= s.e.cfg.Sched.RequestTimeout/progressEvery {
+	// transfer posts nothing, nor does the frame that completes the chunk
+	// (its ChunkReceived follows; the simulator does the same).
+	if now := s.e.clock.Now(); r.got < r.size && now.Sub(r.told) >= s.e.cfg.Sched.RequestTimeout/progressEvery {
 		r.told = now
 		r.dl.post(s.ctx, evProgress{s: s, idx: r.idx})
 	}

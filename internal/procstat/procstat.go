@@ -46,3 +46,31 @@ func CPUTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// RunQueueWait returns how long the process's threads have waited, in
+// all, runnable but without a CPU (the second field of
+// /proc/self/task/*/schedstat): time lost to other processes (or to more
+// runnable threads than CPUs). Threads that have exited no longer count.
+func RunQueueWait() (time.Duration, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0, fmt.Errorf("procstat: %w", err)
+	}
+	var total int64
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread exited
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("procstat: schedstat of task %s: %q", t.Name(), b)
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("procstat: schedstat of task %s: %w", t.Name(), err)
+		}
+		total += ns
+	}
+	return time.Duration(total), nil
+}

@@ -3,6 +3,7 @@ package procstat
 import (
 	"runtime"
 	"testing"
+	"time"
 )
 
 func TestPeakRSS(t *testing.T) {
@@ -24,5 +25,46 @@ func TestPeakRSS(t *testing.T) {
 	runtime.KeepAlive(b)
 	if CPUTime() <= 0 {
 		t.Fatal("no CPU time")
+	}
+}
+
+func TestRunQueueWait(t *testing.T) {
+	w, err := RunQueueWait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More busy goroutines than CPUs make threads wait for one.
+	n := runtime.GOMAXPROCS(0) + 2
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	for range n {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					done <- struct{}{}
+					return
+				default:
+				}
+			}
+		}()
+	}
+	// Every wake-up waits a little: the sum grows.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w2, err := RunQueueWait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w2 > w {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run-queue wait stayed at %v with %d goroutines spinning", w, n)
+		}
+	}
+	close(stop)
+	for range n {
+		<-done
 	}
 }

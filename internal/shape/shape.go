@@ -50,6 +50,7 @@ func burstFor(r int64) int { return int(max(r/100, 64<<10)) }
 type Link struct {
 	cfg      Config
 	up, down *rate.Limiter
+	queueCap int // bytes a connection's delay line holds at most
 	mu       sync.Mutex
 	rng      *rand.Rand
 }
@@ -71,9 +72,10 @@ func New(cfg Config) *Link {
 	if up == 0 && cfg.Down == 0 && cfg.Latency == 0 && cfg.Jitter == 0 {
 		return nil
 	}
-	l := &Link{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed))}
+	l := &Link{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), queueCap: maxQueued}
 	if up > 0 {
 		l.up = rate.NewLimiter(rate.Limit(up), burstFor(up))
+		l.queueCap = queueFor(up, cfg.Latency+cfg.Jitter)
 	}
 	if cfg.Down > 0 {
 		l.down = rate.NewLimiter(rate.Limit(cfg.Down), burstFor(cfg.Down))
@@ -209,8 +211,23 @@ func (c *conn) CloseWrite() error {
 	return errors.New("shape: connection cannot half-close")
 }
 
-// maxQueued bounds the bytes a delay line holds: writers block beyond it.
+// maxQueued bounds the bytes a delay line holds on a link without an
+// upload rate: writers block beyond it.
 const maxQueued = 8 << 20
+
+// queueFor bounds the bytes a delay line holds on a link of up bytes/s
+// and the given delay: what the link sends in the delay (its
+// bandwidth-delay product, so that the line never holds the link back),
+// plus a burst. Upload tokens are taken before bytes enter the line, so
+// whatever it holds beyond that has left the host in the emulation but
+// not yet reached the peer: with 8 MiB per connection, a 5 Mbit/s link
+// queued 13 s of data on a connection whose receiver was slow, and
+// requests, Haves and manifests waited behind it. A real link's queue
+// is a small fraction of a second, and TCP backs off to fit.
+func queueFor(up int64, delay time.Duration) int {
+	bdp := float64(up) * delay.Seconds()
+	return int(min(float64(burstFor(up))+bdp, maxQueued))
+}
 
 type segment struct {
 	b  []byte
@@ -242,7 +259,7 @@ func newDelayLine(l *Link, c net.Conn) *delayLine {
 func (q *delayLine) push(p []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.queued+len(p) > maxQueued && q.err == nil && !q.closed {
+	for q.queued > 0 && q.queued+len(p) > q.l.queueCap && q.err == nil && !q.closed {
 		q.cond.Wait()
 	}
 	if q.err != nil {

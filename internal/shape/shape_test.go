@@ -5,6 +5,8 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,5 +191,57 @@ func TestCloseUnblocksWriter(t *testing.T) {
 	w.Close()
 	if err := <-errc; err == nil {
 		t.Fatal("Write after Close succeeded")
+	}
+}
+
+// A delay line holds about a bandwidth-delay product (plus a burst), not
+// megabytes: a writer to a peer that does not read blocks once the line is
+// full, as TCP would once a real link's queue is.
+func TestDelayLineIsBounded(t *testing.T) {
+	const rate = 5_000_000 / 8
+	l := New(Config{Up: rate, Latency: 2 * time.Millisecond})
+	want := burstFor(rate) + rate*2/1000
+	if l.queueCap != want {
+		t.Fatalf("queue cap %d, want %d", l.queueCap, want)
+	}
+	a, b := net.Pipe() // unbuffered: nothing leaves the line while b is not read
+	defer b.Close()
+	w := l.Wrap(a)
+	var pushed atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4<<10)
+		for {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			pushed.Add(int64(len(buf)))
+		}
+	}()
+	// The writer fills the line (one segment may be held by the line's
+	// sender, blocked on the pipe) and then blocks; it can never get
+	// further than that.
+	limit := int64(want + 4<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	for pushed.Load() < int64(want)-4<<10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer got %d bytes into the line, want about %d", pushed.Load(), want)
+		}
+		runtime.Gosched()
+	}
+	// Watch for as long as the link would take to send twice the line
+	// more: an unbounded line would have taken that much by then.
+	watch := time.Now().Add(time.Duration(2 * float64(want) / rate * float64(time.Second)))
+	for time.Now().Before(watch) {
+		if n := pushed.Load(); n > limit {
+			t.Fatalf("the writer got %d bytes into a line bounded at %d", n, limit)
+		}
+		runtime.Gosched()
+	}
+	w.Close()
+	<-done
+	if n := pushed.Load(); n > limit {
+		t.Fatalf("the writer got %d bytes into a line bounded at %d", n, limit)
 	}
 }

@@ -172,31 +172,36 @@ func (s *Scheduler) checkInvariants() error {
 			return fmt.Errorf("chunk %d has exclusions but no failures", i)
 		}
 	}
-	// The stall list holds exactly the peers with requests outstanding,
-	// once each, by since, and none of them has stalled unnoticed before
-	// the last Tick... (that is checked by the property tests' model).
+	// The stall lists hold exactly the peers with requests outstanding,
+	// once each, on the list of their level, by since, and none of them has
+	// stalled unnoticed before the last Tick... (that is checked by the
+	// property tests' model).
 	listed := map[*peer]bool{}
-	var prev *peer
-	for p := s.stallHead; p != nil; p = p.next {
-		switch {
-		case listed[p]:
-			return fmt.Errorf("peer %s twice on the stall list", p.id)
-		case p.gone || s.byID[p.id] != p:
-			return fmt.Errorf("peer %s on the stall list is not connected", p.id)
-		case len(p.reqs) == 0:
-			return fmt.Errorf("peer %s on the stall list has no requests", p.id)
-		case p.prev != prev:
-			return fmt.Errorf("peer %s: stall list back link broken", p.id)
-		case prev != nil && p.since < prev.since:
-			return fmt.Errorf("stall list out of order: %s since %v after %s since %v", p.id, p.since, prev.id, prev.since)
-		case p.since > s.now:
-			return fmt.Errorf("peer %s: since %v is in the future (%v)", p.id, p.since, s.now)
+	for l := range s.stallHead {
+		var prev *peer
+		for p := s.stallHead[l]; p != nil; p = p.next {
+			switch {
+			case listed[p]:
+				return fmt.Errorf("peer %s twice on the stall lists", p.id)
+			case p.gone || s.byID[p.id] != p:
+				return fmt.Errorf("peer %s on the stall list is not connected", p.id)
+			case len(p.reqs) == 0:
+				return fmt.Errorf("peer %s on the stall list has no requests", p.id)
+			case int(p.level) != l:
+				return fmt.Errorf("peer %s of level %d on the stall list of level %d", p.id, p.level, l)
+			case p.prev != prev:
+				return fmt.Errorf("peer %s: stall list back link broken", p.id)
+			case prev != nil && p.since < prev.since:
+				return fmt.Errorf("stall list out of order: %s since %v after %s since %v", p.id, p.since, prev.id, prev.since)
+			case p.since > s.now:
+				return fmt.Errorf("peer %s: since %v is in the future (%v)", p.id, p.since, s.now)
+			}
+			listed[p] = true
+			prev = p
 		}
-		listed[p] = true
-		prev = p
-	}
-	if s.stallTail != prev {
-		return fmt.Errorf("stall list tail is not its last peer")
+		if s.stallTail[l] != prev {
+			return fmt.Errorf("stall list %d: tail is not its last peer", l)
+		}
 	}
 	for _, p := range s.peers {
 		if listed[p] != (len(p.reqs) > 0) {

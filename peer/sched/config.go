@@ -93,16 +93,27 @@ type Config struct {
 	// MaxInflightPerPeer. Default 2.
 	MaxInflightPerOrigin int `yaml:"max_inflight_per_origin" json:"max_inflight_per_origin"`
 	// RequestTimeout is how long a peer may keep its oldest outstanding
-	// request waiting without progress: a peer answers its requests in
-	// order, so the clock of a request starts when it becomes the oldest
-	// one at its peer (when it is made to an idle peer, or when the one
-	// before it is answered or cancelled), and restarts whenever part of
-	// it arrives (ChunkProgress). A peer whose oldest request times out has
-	// stalled: the first Tick at or after that time cancels all its
-	// requests, frees its slots and requests the chunks elsewhere; a late
-	// answer is still accepted if the chunk is still missing. Counting from
-	// the request instead would time out the back of a deep pipeline on a
-	// slow link although the peer is busy answering the front. Default 10s.
+	// request waiting without progress, at least: a peer answers its
+	// requests in order, so the clock of a request starts when it becomes
+	// the oldest one at its peer (when it is made to an idle peer, or when
+	// the one before it is answered or cancelled), and restarts whenever
+	// part of it arrives (ChunkProgress). A peer whose oldest request times
+	// out has stalled: the first Tick at or after that time cancels all its
+	// requests, frees its slots and requests the chunks elsewhere (only the
+	// oldest counts as a failure of its chunk); a late answer is still
+	// accepted if the chunk is still missing. Counting from the request
+	// instead would time out the back of a deep pipeline on a slow link
+	// although the peer is busy answering the front.
+	//
+	// The timeout adapts to each peer's link: it is the least
+	// RequestTimeout<<l, for l from 0 to 4, that is at least three times
+	// the peer's longest recent wait for data (from when a request became
+	// the oldest, or last made progress, until data came), and a stall
+	// doubles the peer's next timeout. A new peer starts from the estimate
+	// over all peers. So a chunk that arrives in one piece after 25s, on a
+	// link shared by many uploads, makes the peer slow but not stalled,
+	// and a peer that hangs after answering quickly is still dropped after
+	// RequestTimeout. Default 10s.
 	RequestTimeout time.Duration `yaml:"request_timeout" json:"request_timeout"`
 	// EndgameThreshold: once at most this many chunks are missing, a peer
 	// that has nothing un-requested left to fetch may be asked for a chunk

@@ -52,8 +52,11 @@
 //     oldest request waits Config.RequestTimeout has stalled: on the next
 //     Tick all its requests are cancelled and the chunks requested
 //     elsewhere. A deep pipeline on a slow link therefore does not time out
-//     while the peer is sending. If a late answer arrives while the chunk
-//     is still missing it is accepted.
+//     while the peer is sending. The timeout adapts to the peer: at least
+//     three times its longest recent wait for data, doubled after a stall, up to
+//     16 times RequestTimeout; only the oldest request of a stalled peer
+//     counts as a failure. If a late answer arrives while the chunk is
+//     still missing it is accepted.
 //   - Failures: a corrupt chunk (ChunkReceived with Verified false), a
 //     timeout or an error (RequestFailed with FailError) sends the chunk
 //     elsewhere; the peer that failed it is avoided for that chunk while
@@ -89,8 +92,9 @@
 // O(chunks/64 + candidates). Peers that advertise every chunk when they
 // connect are counted once rather than per chunk, so a seeder connects in
 // O(chunks/64). The peers with requests outstanding are kept in a list by
-// the time their clock last started, which is always now, so restarting a
-// clock moves a peer to the end: O(1). A simulator runs one Scheduler per
+// the time their clock last started, which is always now, one list per
+// timeout level, so restarting a clock moves a peer to the end of one:
+// O(1). A simulator runs one Scheduler per
 // simulated peer, so state is kept small: 16 bytes per chunk plus a few
 // bits, and a bitset and some 250 bytes per connected peer (a bitset of up
 // to 128 chunks inside those, in the same cache line as what a Have

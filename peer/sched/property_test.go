@@ -30,9 +30,13 @@ import (
 //   - rarest first: a fresh request to a peer is for a chunk at most as
 //     widely advertised as any pending chunk that peer has that never failed;
 //   - a Cancel withdraws an outstanding request; on a Tick only at a peer
-//     that stalled: its oldest request has waited RequestTimeout since it
+//     that stalled: its oldest request has waited its timeout since it
 //     became the oldest or since part of it last arrived (ChunkProgress),
-//     and then every request outstanding there is cancelled on that Tick;
+//     and then every request outstanding there is cancelled on that Tick.
+//     The timeout is the least RequestTimeout<<l (l < stallLevels) that is
+//     at least gapSlack times the peer's estimated longest wait for data,
+//     which a stall raises to the timeout that expired; only the oldest of
+//     the cancelled requests counts as a failure of its chunk;
 //   - Ban comes exactly at BanThreshold corrupt chunks, Have exactly once
 //     per chunk for a verified chunk or a locally stored one, Done exactly
 //     once, when everything is held;
@@ -75,8 +79,12 @@ type model struct {
 	outList    []reqKey                 // the keys of out, for deterministic random choice
 	order      map[string][]int         // outstanding requests per peer, in request order
 	since      map[string]time.Duration // when the oldest of them became the oldest or progressed
+	level      map[string]uint8         // the peer's timeout level (RequestTimeout<<level) as of since
+	gap        map[string]time.Duration // the peer's estimated longest wait for data, raised when it stalls
+	allGap     time.Duration            // the estimate over all peers: a new peer's
 	streak     map[string]int           // busy pauses since the peer last delivered a chunk
 	stalled    map[reqKey]bool          // requests this Tick must cancel
+	stallFirst map[reqKey]bool          // those of them that were their peer's oldest: they count a failure
 	perPeer    map[string]int
 	perChunk   []int
 	fails      []int
@@ -101,26 +109,29 @@ type model struct {
 
 func newModel(t testing.TB, seed uint64, n int, cfg Config, held Bitset) *model {
 	m := &model{
-		t:         t,
-		r:         rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		cfg:       cfg.withDefaults(),
-		n:         n,
-		check:     1,
-		byID:      map[string]*simPeer{},
-		held:      make([]bool, n),
-		out:       map[reqKey]time.Duration{},
-		perPeer:   map[string]int{},
-		perChunk:  make([]int, n),
-		fails:     make([]int, n),
-		offences:  map[string]int{},
-		banned:    map[string]bool{},
-		busyUntil: map[string]time.Duration{},
-		pausedTil: map[string]time.Duration{},
-		order:     map[string][]int{},
-		since:     map[string]time.Duration{},
-		streak:    map[string]int{},
-		stalled:   map[reqKey]bool{},
-		dropped:   map[reqKey]bool{},
+		t:          t,
+		r:          rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
+		cfg:        cfg.withDefaults(),
+		n:          n,
+		check:      1,
+		byID:       map[string]*simPeer{},
+		held:       make([]bool, n),
+		out:        map[reqKey]time.Duration{},
+		perPeer:    map[string]int{},
+		perChunk:   make([]int, n),
+		fails:      make([]int, n),
+		offences:   map[string]int{},
+		banned:     map[string]bool{},
+		busyUntil:  map[string]time.Duration{},
+		pausedTil:  map[string]time.Duration{},
+		order:      map[string][]int{},
+		since:      map[string]time.Duration{},
+		level:      map[string]uint8{},
+		gap:        map[string]time.Duration{},
+		stallFirst: map[reqKey]bool{},
+		streak:     map[string]int{},
+		stalled:    map[reqKey]bool{},
+		dropped:    map[reqKey]bool{},
 	}
 	var err error
 	m.s, err = New(cfg, n, held, rand.New(rand.NewPCG(seed, 7)))
@@ -142,10 +153,37 @@ func (m *model) fatalf(format string, a ...any) {
 		fmt.Sprintf(format, a...), strings.Join(m.lastTrace, "\n"))
 }
 
+// startClock: the oldest request at peer id became the oldest or made
+// progress now. Its timeout is the least RequestTimeout<<l (l below
+// stallLevels) that is at least gapSlack times the peer's longest wait.
+func (m *model) startClock(id string) {
+	m.since[id] = m.now
+	l := uint8(0)
+	for l < stallLevels-1 && m.cfg.RequestTimeout<<l < gapSlack*m.gap[id] {
+		l++
+	}
+	m.level[id] = l
+}
+
+func (m *model) timeout(id string) time.Duration { return m.cfg.RequestTimeout << m.level[id] }
+
+// sample: data for the oldest request at peer id arrived now.
+func (m *model) sample(id string) {
+	avg := func(g, x time.Duration) time.Duration {
+		if x >= g {
+			return x // a longer wait counts at once
+		}
+		return g - (g-x)/8 // a shorter one an eighth
+	}
+	x := m.now - m.since[id]
+	m.gap[id] = avg(m.gap[id], x)
+	m.allGap = avg(m.allGap, x)
+}
+
 func (m *model) addOut(k reqKey) {
 	m.out[k] = m.now
 	if len(m.order[k.peer]) == 0 {
-		m.since[k.peer] = m.now
+		m.startClock(k.peer)
 	}
 	m.order[k.peer] = append(m.order[k.peer], k.idx)
 	m.outList = append(m.outList, k)
@@ -164,7 +202,7 @@ func (m *model) delOut(k reqKey) (sent time.Duration, ok bool) {
 	j := slices.Index(o, k.idx)
 	m.order[k.peer] = slices.Delete(o, j, j+1)
 	if j == 0 {
-		m.since[k.peer] = m.now // the next one is the oldest now
+		m.startClock(k.peer) // the next one is the oldest now
 	}
 	for j, x := range m.outList {
 		if x == k {
@@ -268,6 +306,7 @@ func (m *model) before(ev Event) {
 			return
 		}
 		m.forget(e.Peer)
+		m.gap[e.Peer] = m.allGap    // a new connection starts from the estimate
 		delete(m.busyUntil, e.Peer) // a busy pause belongs to a connection
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
@@ -280,6 +319,9 @@ func (m *model) before(ev Event) {
 		m.byID[e.Peer].connected = false
 	case ChunkReceived:
 		k := reqKey{e.Peer, e.Index}
+		if o := m.order[e.Peer]; len(o) > 0 && o[0] == e.Index {
+			m.sample(e.Peer)
+		}
 		m.delOut(k)
 		if e.Verified {
 			if m.byID[e.Peer].connected && !m.banned[e.Peer] {
@@ -329,7 +371,8 @@ func (m *model) before(ev Event) {
 		}
 	case ChunkProgress:
 		if o := m.order[e.Peer]; len(o) > 0 && o[0] == e.Index {
-			m.since[e.Peer] = m.now
+			m.sample(e.Peer)
+			m.startClock(e.Peer)
 		}
 	case ChunkStoredLocally:
 		if !m.held[e.Index] {
@@ -342,11 +385,14 @@ func (m *model) before(ev Event) {
 			}
 		}
 		clear(m.stalled)
+		clear(m.stallFirst)
 		for id, o := range m.order {
-			if len(o) > 0 && m.since[id]+m.cfg.RequestTimeout <= m.now {
+			if len(o) > 0 && m.since[id]+m.timeout(id) <= m.now {
 				for _, i := range o {
 					m.stalled[reqKey{id, i}] = true
 				}
+				m.stallFirst[reqKey{id, o[0]}] = true
+				m.gap[id] = max(m.gap[id], 2*m.timeout(id)/gapSlack) // its next timeout doubles
 			}
 		}
 	}
@@ -410,10 +456,12 @@ func (m *model) apply(a Action) {
 		switch e := m.ev.(type) {
 		case Tick:
 			if !m.stalled[k] {
-				m.fatalf("%v: timed out after %v although its peer has not stalled (timeout %v)", a, m.now-sent, m.cfg.RequestTimeout)
+				m.fatalf("%v: timed out after %v although its peer has not stalled (timeout %v)", a, m.now-sent, m.timeout(a.Peer))
 			}
 			delete(m.stalled, k)
-			m.fails[a.Index]++
+			if m.stallFirst[k] {
+				m.fails[a.Index]++ // the others were waiting behind it
+			}
 		case ChunkReceived:
 			if !e.Verified || e.Index != a.Index {
 				m.fatalf("%v: cancel not caused by this event", a)
@@ -481,7 +529,7 @@ func (m *model) after() {
 	var want time.Duration
 	wantOK := false
 	for id, o := range m.order {
-		if d := m.since[id] + m.cfg.RequestTimeout; len(o) > 0 && (!wantOK || d < want) {
+		if d := m.since[id] + m.timeout(id); len(o) > 0 && (!wantOK || d < want) {
 			want, wantOK = d, true
 		}
 	}

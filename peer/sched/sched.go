@@ -30,6 +30,13 @@ const (
 	sparseSkips = 8
 	// maxExcluded bounds the peers remembered per chunk as having failed it.
 	maxExcluded = 8
+	// stallLevels is how many request timeouts a peer can have: level L
+	// is RequestTimeout<<L, so at most 16 times RequestTimeout (see
+	// Scheduler.level).
+	stallLevels = 5
+	// gapSlack: a peer's timeout is at least this many times its typical
+	// wait for data (peer.gap).
+	gapSlack = 3
 )
 
 // chunkState is the per-chunk bookkeeping, kept to 16 bytes because a
@@ -72,12 +79,18 @@ type peer struct {
 	id     string
 	until  time.Duration
 	// since is when the oldest outstanding request became the oldest, or
-	// last made progress: the peer stalls at since + RequestTimeout. Peers
-	// with requests outstanding are listed by since, oldest first, from
-	// Scheduler.stallHead through next.
+	// last made progress: the peer stalls at since + RequestTimeout<<level.
+	// Peers with requests outstanding are listed by since, oldest first,
+	// from Scheduler.stallHead[level] through next.
 	since      time.Duration
 	prev, next *peer
-	stats      PeerStats
+	level      uint8 // its timeout level while on a stall list
+	// gap estimates the longest the peer's oldest request waits for data
+	// (from when it became the oldest or last made progress; decayMax),
+	// raised when the peer stalls. It sets the peer's timeout level
+	// (Scheduler.level).
+	gap   time.Duration
+	stats PeerStats
 }
 
 // smallWords is the size of a bitset kept inside a peer (128 chunks).
@@ -137,17 +150,20 @@ type Scheduler struct {
 	npeers     int       // connected peers that are not fallback origins
 	tag        uint32    // tells this Scheduler's peers from others', for PeerRef
 
-	peers     []*peer // connected, in connection order
-	byID      map[string]*peer
-	slots     []*peer           // connected peers by slot, nil for free slots
-	free      []int32           // free slots
-	offences  map[string]int    // corrupt chunks per peer ID, across connections
-	banned    map[string]string // peer ID -> ban reason
-	excl      map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
-	stallHead *peer             // peers with requests outstanding, by peer.since (the timeout order)
-	stallTail *peer             //
-	paused    []*peer           // peers in busy backoff
-	nreqs     int               // outstanding requests
+	peers    []*peer // connected, in connection order
+	byID     map[string]*peer
+	slots    []*peer           // connected peers by slot, nil for free slots
+	free     []int32           // free slots
+	offences map[string]int    // corrupt chunks per peer ID, across connections
+	banned   map[string]string // peer ID -> ban reason
+	excl     map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
+	// Peers with requests outstanding, one list per timeout level, each by
+	// peer.since and so in the order they stall.
+	stallHead [stallLevels]*peer
+	stallTail [stallLevels]*peer
+	gap       time.Duration // peer.gap over the samples of all peers: a new peer's first estimate
+	paused    []*peer       // peers in busy backoff
+	nreqs     int           // outstanding requests
 }
 
 // New returns a Scheduler for a blob of numChunks chunks, of which those in
@@ -328,6 +344,7 @@ func (s *Scheduler) connect(e PeerConnected) {
 		origin:   e.Origin,
 		fallback: e.Origin && s.cfg.OriginPolicy == OriginFallback,
 		window:   uint16(s.cfg.MaxInflightPerPeer),
+		gap:      s.gap,
 	}
 	if words(s.n) <= smallWords {
 		p.have = BitsetIn(p.small[:], s.n)
@@ -461,6 +478,9 @@ func (s *Scheduler) received(e ChunkReceived) {
 	}
 	i := int32(e.Index)
 	p := s.byID[e.Peer]
+	if p != nil && len(p.reqs) > 0 && p.reqs[0] == i {
+		s.sample(p)
+	}
 	had := p != nil && s.dropReq(p, i)
 	if had {
 		s.markDirty(p)
@@ -541,13 +561,54 @@ func (s *Scheduler) pause(p *peer) {
 func (s *Scheduler) progress(id string, idx int) {
 	p := s.byID[id]
 	if p != nil && len(p.reqs) > 0 && p.reqs[0] == int32(idx) {
+		s.sample(p)
 		s.touch(p)
 	}
 }
 
+// sample: data for p's oldest request arrived, which waited for it since
+// p.since. The wait goes into p's estimate and the scheduler's.
+func (s *Scheduler) sample(p *peer) {
+	x := s.now - p.since
+	p.gap = decayMax(p.gap, x)
+	s.gap = decayMax(s.gap, x)
+}
+
+// decayMax estimates the longest wait for data: a sample x above the
+// estimate g replaces it, one below moves it an eighth of the way down. A
+// timeout must cover the long waits, and short ones come in between (the
+// rest of a chunk after a progress report, a chunk that was sent whole
+// before the one in front was received).
+func decayMax(g, x time.Duration) time.Duration {
+	if x >= g {
+		return x
+	}
+	return g - (g-x)/8
+}
+
+// level returns p's timeout level: its oldest request times out after
+// RequestTimeout<<level without data, the least such timeout that is at
+// least gapSlack times p's longest wait for data (peer.gap), and at most
+// RequestTimeout<<(stallLevels-1). A peer whose share of a slow link
+// delivers a chunk only every 20s is given 80s (the least level at or above
+// 60s); a peer that stalls has its gap raised so that its next timeout is
+// twice the one that expired, until shorter waits bring the estimate down.
+func (s *Scheduler) level(p *peer) uint8 {
+	var l uint8
+	for l < stallLevels-1 && s.cfg.RequestTimeout<<l < gapSlack*p.gap {
+		l++
+	}
+	return l
+}
+
+// timeout is the stall timeout of a peer at level l.
+func (s *Scheduler) timeout(l uint8) time.Duration { return s.cfg.RequestTimeout << l }
+
 func (s *Scheduler) tick() {
-	for p := s.stallHead; p != nil && p.since+s.cfg.RequestTimeout <= s.now; p = s.stallHead {
-		s.stalled(p)
+	for l := range uint8(stallLevels) {
+		for p := s.stallHead[l]; p != nil && p.since+s.timeout(l) <= s.now; p = s.stallHead[l] {
+			s.stalled(p)
+		}
 	}
 	k := 0
 	for _, p := range s.paused {
@@ -566,10 +627,14 @@ func (s *Scheduler) tick() {
 }
 
 // stalled times out every request outstanding at p, whose oldest request
-// has made no progress for RequestTimeout: p answers in order, so the
-// others would wait behind it. Its window halves, and each chunk counts a
-// failure at p and goes elsewhere.
+// has made no progress for its timeout: p answers in order, so the others
+// would wait behind it. Its window halves, and its next timeout doubles
+// (its gap is raised to match). The oldest chunk counts a
+// failure at p; the others were waiting their turn and say nothing about
+// p or the chunk. All go elsewhere (or to p again: it is avoided only for
+// the oldest).
 func (s *Scheduler) stalled(p *peer) {
+	p.gap = max(p.gap, 2*s.timeout(p.level)/gapSlack)
 	s.unlinkStalled(p)
 	for _, i := range p.reqs {
 		s.chunks[i].nreq--
@@ -578,8 +643,10 @@ func (s *Scheduler) stalled(p *peer) {
 	}
 	p.stats.Timeouts += len(p.reqs)
 	p.window = max(1, p.window/2)
-	for _, i := range p.reqs {
-		s.penalize(i, p, true)
+	for k, i := range p.reqs {
+		if k == 0 {
+			s.penalize(i, p, true)
+		}
 		s.requeueIfIdle(i)
 	}
 	p.reqs, p.nreqs = p.reqs[:0], 0
@@ -637,36 +704,40 @@ func (s *Scheduler) dropReq(p *peer, i int32) bool {
 }
 
 // touch restarts p's stall clock: p.since is now, and p moves to the end
-// of the stall list (which stays sorted, as time never runs backwards).
+// of the stall list of its timeout level (which stays sorted, as time
+// never runs backwards).
 func (s *Scheduler) touch(p *peer) {
 	p.since = s.now
-	if s.stallTail == p {
+	l := s.level(p)
+	if s.stallTail[l] == p {
 		return
 	}
 	s.unlinkStalled(p)
-	p.prev = s.stallTail
+	p.level = l
+	p.prev = s.stallTail[l]
 	if p.prev != nil {
 		p.prev.next = p
 	} else {
-		s.stallHead = p
+		s.stallHead[l] = p
 	}
-	s.stallTail = p
+	s.stallTail[l] = p
 }
 
-// unlinkStalled takes p off the stall list, if it is on it.
+// unlinkStalled takes p off its stall list, if it is on it.
 func (s *Scheduler) unlinkStalled(p *peer) {
-	if p.prev == nil && s.stallHead != p {
+	l := p.level
+	if p.prev == nil && s.stallHead[l] != p {
 		return
 	}
 	if p.prev != nil {
 		p.prev.next = p.next
 	} else {
-		s.stallHead = p.next
+		s.stallHead[l] = p.next
 	}
 	if p.next != nil {
 		p.next.prev = p.prev
 	} else {
-		s.stallTail = p.prev
+		s.stallTail[l] = p.prev
 	}
 	p.prev, p.next = nil, nil
 }
@@ -1175,8 +1246,10 @@ func (s *Scheduler) pickEndgame(p *peer) int32 {
 // each one.
 func (s *Scheduler) NextTick() (t time.Time, ok bool) {
 	var at time.Duration
-	if p := s.stallHead; p != nil {
-		at, ok = p.since+s.cfg.RequestTimeout, true
+	for l, p := range s.stallHead {
+		if p != nil && (!ok || p.since+s.timeout(uint8(l)) < at) {
+			at, ok = p.since+s.timeout(uint8(l)), true
+		}
 	}
 	for _, p := range s.paused {
 		if !p.gone && (!ok || p.until < at) {

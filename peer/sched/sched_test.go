@@ -287,8 +287,13 @@ func TestClockNeverGoesBack(t *testing.T) {
 	if acts := handle(epoch.Add(30*time.Second), Tick{}); len(acts) != 0 {
 		t.Fatalf("tick at 30s: %v: the request made after 25s timed out early", acts)
 	}
-	if acts := handle(epoch.Add(35*time.Second), Tick{}); len(acts) != 4 {
-		t.Fatalf("tick at 35s: %v, want two cancels and two new requests", acts)
+	// q's request times out after its 10s. p's request, made again at
+	// 25s after p stalled, has twice the timeout: 20s.
+	if acts := handle(epoch.Add(35*time.Second), Tick{}); len(acts) != 2 || acts[0].Peer != "q" {
+		t.Fatalf("tick at 35s: %v, want q's request cancelled and made again", acts)
+	}
+	if acts := handle(epoch.Add(45*time.Second), Tick{}); len(acts) != 2 || acts[0].Peer != "p" {
+		t.Fatalf("tick at 45s: %v, want p's request cancelled and made again", acts)
 	}
 }
 
@@ -438,5 +443,81 @@ func TestHandleHaveDoesNotAllocate(t *testing.T) {
 		i++
 	}); allocs > 0 {
 		t.Errorf("%.3f allocations per Have, want 0", allocs)
+	}
+}
+
+// TestSlowSteadyPeer: a peer whose every chunk takes 25s to arrive, in one
+// piece (no ChunkProgress: a chunk sent as a single Data frame, on a link
+// shared by many uploads), is slow, not stalled. With a fixed 10s timeout
+// every request to it timed out before it could be answered, and the
+// download never completed. Its timeout now adapts to the wait it is seen
+// to need: after at most a few timeouts the chunks arrive.
+func TestSlowSteadyPeer(t *testing.T) {
+	const (
+		n     = 8
+		serve = 25 * time.Second // per chunk, from when it is the peer's oldest request
+	)
+	s, err := New(Config{RequestTimeout: 10 * time.Second, MaxInflightPerPeer: 2, MaxDuplicates: 1}, n, Bitset{}, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		now      time.Duration
+		queue    []int         // the peer's requests, in order; it serves queue[0]
+		headFrom time.Duration // when queue[0] became the head
+		done     bool
+	)
+	apply := func(acts []Action) {
+		for _, a := range acts {
+			switch a.Kind {
+			case Request:
+				if len(queue) == 0 {
+					headFrom = now
+				}
+				queue = append(queue, a.Index)
+			case Cancel:
+				k := slices.Index(queue, a.Index)
+				queue = slices.Delete(queue, k, k+1)
+				if k == 0 {
+					headFrom = now // the upload stops; the next one starts from nothing
+				}
+			case Done:
+				done = true
+			}
+		}
+		if err := s.checkInvariants(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(s.Handle(epoch, PeerConnected{Peer: "slow", Have: FullBitset(n)}))
+	for step := 0; !done; step++ {
+		if step > 1000 || now > time.Hour {
+			st, _ := s.PeerStats("slow")
+			t.Fatalf("not done after %v: %+v", now, st)
+		}
+		tick, ok := s.NextTick()
+		at := tick.Sub(epoch)
+		if len(queue) > 0 && (!ok || headFrom+serve < at) {
+			now = headFrom + serve
+			i := queue[0]
+			queue, headFrom = queue[1:], now
+			apply(s.Handle(epoch.Add(now), ChunkReceived{Peer: "slow", Index: i, Verified: true}))
+			continue
+		}
+		if !ok {
+			t.Fatalf("at %v: nothing outstanding, no tick due, not done", now)
+		}
+		now = max(now, at)
+		apply(s.Handle(epoch.Add(now), Tick{}))
+	}
+	st, _ := s.PeerStats("slow")
+	t.Logf("done at %v; %+v", now, st)
+	// The first request times out at 10s and the next at 20s; at 40s the
+	// timeout exceeds the 25s the peer needs.
+	if st.Timeouts > 4 {
+		t.Errorf("%d requests timed out at a peer that answers every 25s", st.Timeouts)
+	}
+	if limit := n*serve + time.Minute; now > limit {
+		t.Errorf("done at %v, want at most %v", now, limit)
 	}
 }

@@ -441,7 +441,7 @@ func TestPrintSummary(t *testing.T) {
 			t.Errorf("column %s: want %q and %q aligned under it:\n%s", c.col, c.ours, c.base, out)
 		}
 	}
-	for _, s := range []string{"scenario " + evilName + " (emu), blob 64.00 MiB", "pipeline term 0.25 s", "host_bound: no (host CPUs 42% busy)"} {
+	for _, s := range []string{"scenario " + evilName + " (emu), blob 64.00 MiB", "pipeline term 0.25 s", "host_bound: no (host CPUs 42% busy, 0% waited for)"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("no %q in:\n%s", s, out)
 		}

@@ -24,8 +24,8 @@ func PrintSummary(w io.Writer, s *result.Summary) {
 	tw.Flush()
 	fmt.Fprintf(w, "\npipeline term %s (not in the bound); ratios are completion time / bound\n", secs(s.PipelineS))
 	if s.HostBound {
-		fmt.Fprintf(w, "host_bound: YES: the host's CPUs were %.0f%% busy; the machine, not the emulated links, set the pace, so these times overstate what the links allow\n", 100*s.HostBusy)
+		fmt.Fprintf(w, "host_bound: YES: the host's CPUs were %.0f%% busy and the testbed waited %.0f%% of their time for them; the machine, not the emulated links, set the pace, so these times overstate what the links allow\n", 100*s.HostBusy, 100*s.HostWait)
 	} else {
-		fmt.Fprintf(w, "host_bound: no (host CPUs %.0f%% busy)\n", 100*s.HostBusy)
+		fmt.Fprintf(w, "host_bound: no (host CPUs %.0f%% busy, %.0f%% waited for)\n", 100*s.HostBusy, 100*s.HostWait)
 	}
 }

@@ -8,42 +8,64 @@ import (
 )
 
 // HostMeter measures the testbed process's own CPU use while a run goes,
-// to tell whether the machine or the emulated links set the pace. Call
-// Tick once per sampling period and Host at the end. It is not safe for
+// and how long its threads waited for a CPU that other processes held, to
+// tell whether the machine or the emulated links set the pace. Call Tick
+// once per sampling period and Host at the end. It is not safe for
 // concurrent use.
 type HostMeter struct {
 	start, last time.Time
 	cpu0, cpu   time.Duration
+	wait0, wait time.Duration
 	procs       int
 	periods     int
 	busy        int
 	cpuOf       func() time.Duration
+	waitOf      func() time.Duration // nil: not measured
 }
 
 // NewHostMeter starts measuring now. cpu reports the CPU time to count;
 // nil means this process's (procstat.CPUTime). netns mode passes the sum
 // over its child processes.
 func NewHostMeter(now time.Time, cpu func() time.Duration) *HostMeter {
+	m := &HostMeter{start: now, last: now, procs: runtime.GOMAXPROCS(0), cpuOf: cpu}
 	if cpu == nil {
-		cpu = procstat.CPUTime
+		m.cpuOf = procstat.CPUTime
+		m.waitOf = func() time.Duration {
+			w, _ := procstat.RunQueueWait()
+			return w
+		}
 	}
-	c := cpu()
-	return &HostMeter{start: now, last: now, cpu0: c, cpu: c, procs: runtime.GOMAXPROCS(0), cpuOf: cpu}
+	m.cpu0 = m.cpuOf()
+	m.cpu = m.cpu0
+	if m.waitOf != nil {
+		m.wait0 = m.waitOf()
+		m.wait = m.wait0
+	}
+	return m
 }
 
 // Tick closes a sampling period at now and reports its CPU utilisation
-// (0..1 of all CPUs).
+// (0..1 of all CPUs). The period counts as busy if the process used
+// HostBoundBusy of the CPUs, or if its threads waited for a CPU
+// HostBoundWait of the period per CPU (other processes held them).
 func (m *HostMeter) Tick(now time.Time) float64 {
 	c := m.cpuOf()
 	wall := now.Sub(m.last)
 	used := c - m.cpu
 	m.last, m.cpu = now, c
+	var waited time.Duration
+	if m.waitOf != nil {
+		w := m.waitOf()
+		waited = w - m.wait
+		m.wait = w
+	}
 	if wall <= 0 {
 		return 0
 	}
-	u := used.Seconds() / (wall.Seconds() * float64(m.procs))
+	cap := wall.Seconds() * float64(m.procs)
+	u := used.Seconds() / cap
 	m.periods++
-	if u >= HostBoundBusy {
+	if u >= HostBoundBusy || waited.Seconds()/cap >= HostBoundWait {
 		m.busy++
 	}
 	return u
@@ -58,6 +80,9 @@ func (m *HostMeter) Host(now time.Time) Host {
 	}
 	if h.WallSeconds > 0 {
 		h.Busy = h.CPUSeconds / (h.WallSeconds * float64(h.Procs))
+		if m.waitOf != nil {
+			h.Wait = (m.waitOf() - m.wait0).Seconds() / (h.WallSeconds * float64(h.Procs))
+		}
 	}
 	if m.periods > 0 {
 		h.BusySamples = float64(m.busy) / float64(m.periods)

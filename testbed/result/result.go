@@ -61,14 +61,25 @@ type Host struct {
 	Procs       int     `json:"procs"`
 	// Busy is CPUSeconds / (WallSeconds·Procs) over the run.
 	Busy float64 `json:"busy"`
+	// Wait is how long the process's threads waited for a CPU, runnable
+	// while other processes held the CPUs, over WallSeconds·Procs: on a
+	// shared machine a run can be starved while Busy stays low. Not
+	// measured (0) in netns mode.
+	Wait float64 `json:"wait"`
 	// BusySamples is the fraction of sampling periods in which the host's
-	// CPUs were at least HostBoundBusy busy.
+	// CPUs were at least HostBoundBusy busy, or the process waited
+	// HostBoundWait for them.
 	BusySamples float64 `json:"busy_samples"`
 }
 
 // HostBoundBusy is the CPU utilisation above which a sampling period
 // counts as the host, not the emulated links, setting the pace.
 const HostBoundBusy = 0.9
+
+// HostBoundWait is the run-queue wait (Host.Wait, over one sampling
+// period) above which a period counts as the host setting the pace: the
+// testbed's threads were ready to run but other processes held the CPUs.
+const HostBoundWait = 0.5
 
 // HostBoundShare is the share of busy periods that flags a run host-bound.
 const HostBoundShare = 0.25
@@ -111,7 +122,10 @@ type Summary struct {
 	OriginEgressCopies float64 `json:"origin_egress_copies"`
 	HostBound          bool    `json:"host_bound"`
 	HostBusy           float64 `json:"host_busy"`
-	WallS              float64 `json:"wall_s"`
+	// HostWait is Host.Wait: the share of the CPUs' time the testbed
+	// waited for them.
+	HostWait float64 `json:"host_wait"`
+	WallS    float64 `json:"wall_s"`
 	// Baselines summarises each baseline run, by name.
 	Baselines map[string]*Summary `json:"baselines,omitempty"`
 }
@@ -125,7 +139,7 @@ func (r *Result) Summarize() *Summary {
 		Name: r.Scenario.Name, Mode: r.Mode, BlobBytes: r.BlobBytes,
 		BoundS: r.Bound.Seconds, PipelineS: r.Bound.Pipeline,
 		OriginEgressBytes: r.OriginEgressBytes,
-		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, WallS: r.Host.WallSeconds,
+		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, HostWait: r.Host.Wait, WallS: r.Host.WallSeconds,
 	}
 	if r.BlobBytes > 0 {
 		s.OriginEgressCopies = float64(r.OriginEgressBytes) / float64(r.BlobBytes)
@@ -178,7 +192,8 @@ func (r *Result) Summarize() *Summary {
 
 // HostBound reports whether the machine rather than the emulated links
 // set the pace: in at least HostBoundShare of the sampling periods its
-// CPUs were HostBoundBusy busy or more. Simulation runs never are.
+// CPUs were HostBoundBusy busy or more, or it waited HostBoundWait or more
+// for them. Simulation runs never are.
 func (r *Result) HostBound() bool {
 	return r.Scenario.Mode != scenario.ModeSim && r.Host.BusySamples >= HostBoundShare
 }

@@ -76,3 +76,28 @@ func TestHostMeter(t *testing.T) {
 		t.Fatalf("host %+v", h)
 	}
 }
+
+// A process that other processes starve of CPU uses little of it but waits
+// for it: those periods count as host-bound too.
+func TestHostMeterWait(t *testing.T) {
+	var cpu, wait time.Duration
+	t0 := time.Unix(0, 0)
+	m := NewHostMeter(t0, func() time.Duration { return cpu })
+	m.procs = 2
+	m.waitOf = func() time.Duration { return wait }
+	for k := 1; k <= 4; k++ {
+		cpu += 200 * time.Millisecond
+		if k <= 2 {
+			wait += 1500 * time.Millisecond // 0.75 of two CPUs' second
+		}
+		m.Tick(t0.Add(time.Duration(k) * time.Second))
+	}
+	h := m.Host(t0.Add(4 * time.Second))
+	if h.BusySamples != 0.5 || h.Busy != 0.1 || h.Wait != 0.375 {
+		t.Fatalf("host %+v", h)
+	}
+	r := &Result{Host: h}
+	if !r.HostBound() {
+		t.Error("a run starved in half its periods is not host-bound")
+	}
+}
