@@ -184,10 +184,10 @@ type sim struct {
 	scheds    []*sched.Scheduler
 	haveMem   []uint64
 	haveWords int
-	norig int
-	n     int     // chunks
-	sizes []int64 // chunk sizes
-	full  sched.Bitset
+	norig     int
+	n         int     // chunks
+	sizes     []int64 // chunk sizes
+	full      sched.Bitset
 
 	conns     []conn
 	freeConns []int32
