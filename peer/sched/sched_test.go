@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestBitset(t *testing.T) {
@@ -438,5 +439,14 @@ func TestHandleHaveDoesNotAllocate(t *testing.T) {
 		i++
 	}); allocs > 0 {
 		t.Errorf("%.3f allocations per Have, want 0", allocs)
+	}
+}
+
+// TestSchedulerLayout checks that what a PeerHave touches in a Scheduler
+// stays within its first four cache lines (see Scheduler).
+func TestSchedulerLayout(t *testing.T) {
+	var s Scheduler
+	if end := unsafe.Offsetof(s.nonEmpty) + unsafe.Sizeof(s.nonEmpty); end > 256 {
+		t.Errorf("the fields a PeerHave touches end at byte %d, want at most 256", end)
 	}
 }
