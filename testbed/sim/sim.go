@@ -156,6 +156,9 @@ type host struct {
 	incarnation            uint64
 }
 
+// share is a host's capacity per flow, in bytes/s.
+type share struct{ up, down float64 }
+
 // sentRecord is the last peer a chunk was sent to, and when.
 type sentRecord struct {
 	to  int32
@@ -184,10 +187,15 @@ type sim struct {
 	scheds    []*sched.Scheduler
 	haveMem   []uint64
 	haveWords int
-	norig     int
-	n         int     // chunks
-	sizes     []int64 // chunk sizes
-	full      sched.Bitset
+	// shares[i] is host i's upload and download capacity shared equally
+	// among its flows, as of the last flush: re-rating a flow reads them
+	// here rather than from the hosts at both ends.
+	shares []share
+	lossy  bool // some host's link loses packets
+	norig  int
+	n      int     // chunks
+	sizes  []int64 // chunk sizes
+	full   sched.Bitset
 
 	conns     []conn
 	freeConns []int32
@@ -288,6 +296,7 @@ func newSim(s scenario.Scenario) (*sim, error) {
 	sm.scheds = make([]*sched.Scheduler, nh)
 	sm.haveWords = (n + 63) / 64
 	sm.haveMem = make([]uint64, nh*sm.haveWords)
+	sm.shares = make([]share, nh)
 	for i := range sm.hosts {
 		h := &sm.hosts[i]
 		h.have = sched.BitsetIn(sm.haveMem[i*sm.haveWords:(i+1)*sm.haveWords], n)
@@ -315,6 +324,7 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		}
 		h.up, h.down = capacity(l.Up), capacity(l.Down)
 		h.lat, h.jitter, h.loss = int64(l.Latency), int64(l.Jitter), l.Loss
+		sm.lossy = sm.lossy || h.loss > 0
 	}
 	return sm, nil
 }
