@@ -252,3 +252,63 @@ func TestDownloadLoop(t *testing.T) {
 	}
 	download(t, Config{}, n, partialPeers(n, 50, 0.05, 1), 1)
 }
+
+// BenchmarkHaveCold is the simulator's hot loop: Haves delivered by
+// PeerRef, each to a different one of many Schedulers (64 chunks, 30 peers
+// each), so that the cost is mostly cache misses. Peers announce their
+// chunks in a random order; the first Haves of each peer draw requests
+// until its window is full, later ones only move availability.
+func BenchmarkHaveCold(b *testing.B) {
+	const (
+		scheds = 20000
+		n      = 64
+		npeers = 30
+	)
+	type have struct {
+		s, p int32
+		idx  int
+	}
+	var (
+		ss   []*Scheduler
+		refs [][]PeerRef
+		todo []have
+	)
+	setup := func() {
+		r := rand.New(rand.NewPCG(1, 2))
+		ss = make([]*Scheduler, scheds)
+		refs = make([][]PeerRef, scheds)
+		todo = todo[:0]
+		buf := make([]Action, 0, 64)
+		for i := range ss {
+			s, err := New(Config{}, n, Bitset{}, rand.New(rand.NewPCG(uint64(i), 0)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ss[i] = s
+			for j := range npeers {
+				id := fmt.Sprintf("p%d", j)
+				buf = s.HandleAppend(buf[:0], epoch, PeerConnected{Peer: id, Have: NewBitset(n)})
+				ref, _ := s.Ref(id)
+				refs[i] = append(refs[i], ref)
+				for _, idx := range r.Perm(n)[:n/2] {
+					todo = append(todo, have{int32(i), int32(j), idx})
+				}
+			}
+		}
+		r.Shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
+	}
+	setup()
+	buf := make([]Action, 0, 64)
+	k := 0
+	for b.Loop() {
+		if k == len(todo) {
+			b.StopTimer()
+			setup()
+			k = 0
+			b.StartTimer()
+		}
+		h := todo[k]
+		k++
+		buf = ss[h.s].HandleHave(buf[:0], epoch, refs[h.s][h.p], h.idx)
+	}
+}

@@ -118,10 +118,11 @@ func (p *peer) requesting(i int32) bool { return slices.Contains(p.reqs, i) }
 // It starts no goroutines, does no I/O and reads no clock; it is not safe
 // for concurrent use.
 type Scheduler struct {
-	// What nearly every event touches comes first, with a small manifest's
-	// pending set stored inline: a simulator runs one Scheduler per peer
-	// and delivers each event to a different one, so every cache line an
-	// event touches is a miss.
+	// What a PeerHave touches comes first, in four cache lines
+	// (TestSchedulerLayout), with a small manifest's pending set stored
+	// inline: a simulator runs one Scheduler per peer and delivers each
+	// event to a different one, so every cache line an event touches is a
+	// miss.
 	now          time.Duration // since epoch; never decreases
 	epoch        time.Time
 	n            int
@@ -129,26 +130,26 @@ type Scheduler struct {
 	endgameAt    int // endgame while 0 < n-nheld <= endgameAt
 	started      bool
 	doneSent     bool
-	wakeAll      bool  // fill every peer at the end of this event
-	haveFrom     *peer // the sender of the Have being handled
+	wakeAll      bool   // fill every peer at the end of this event
+	tag          uint32 // tells this Scheduler's peers from others', for PeerRef
+	haveFrom     *peer  // the sender of the Have being handled
 	pending      Bitset
 	chunks       []chunkState
 	npending     int
 	pendingSmall [smallWords]uint64
-	out          []Action // actions of the event being handled
-	dirty        []*peer  // peers to fill at the end of this event
+	out          []Action  // actions of the event being handled
+	dirty        []*peer   // peers to fill at the end of this event
+	buckets      [][]int32 // pending chunks by chunkState.avail
+	nonEmpty     []uint64  // bit a set iff buckets[a] is non-empty
 
+	base       int32 // connected non-origin peers counted as having every chunk
+	npeers     int   // connected peers that are not fallback origins
 	cfg        Config
 	rng        *rand.Rand
 	held       Bitset
 	escalated  Bitset // missing chunks that may go to an origin because they failed on peers
 	nescalated int
-	buckets    [][]int32 // pending chunks by chunkState.avail
-	nonEmpty   []uint64  // bit a set iff buckets[a] is non-empty
-	inflight   []int32   // requested chunks
-	base       int32     // connected non-origin peers counted as having every chunk
-	npeers     int       // connected peers that are not fallback origins
-	tag        uint32    // tells this Scheduler's peers from others', for PeerRef
+	inflight   []int32 // requested chunks
 
 	peers    []*peer // connected, in connection order
 	byID     map[string]*peer

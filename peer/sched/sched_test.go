@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestBitset(t *testing.T) {
@@ -519,5 +520,14 @@ func TestSlowSteadyPeer(t *testing.T) {
 	}
 	if limit := n*serve + time.Minute; now > limit {
 		t.Errorf("done at %v, want at most %v", now, limit)
+	}
+}
+
+// TestSchedulerLayout checks that what a PeerHave touches in a Scheduler
+// stays within its first four cache lines (see Scheduler).
+func TestSchedulerLayout(t *testing.T) {
+	var s Scheduler
+	if end := unsafe.Offsetof(s.nonEmpty) + unsafe.Sizeof(s.nonEmpty); end > 256 {
+		t.Errorf("the fields a PeerHave touches end at byte %d, want at most 256", end)
 	}
 }

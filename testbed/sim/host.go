@@ -48,7 +48,7 @@ func (sm *sim) joinHost(hi int32) {
 			sm.err = fmt.Errorf("sim: scheduler: %w", err)
 			return
 		}
-		h.sc = sc
+		sm.scheds[hi] = sc
 	}
 	sm.triggerAnnounce(hi)
 }
@@ -62,7 +62,7 @@ func (sm *sim) stopHost(hi int32, graceful bool) {
 	if h.state != running {
 		return
 	}
-	h.sc = nil
+	sm.scheds[hi] = nil
 	h.tickAt = -1
 	for len(h.conns) > 0 {
 		sm.closeConn(h.conns[len(h.conns)-1])
@@ -193,19 +193,19 @@ func (sm *sim) dialDone(e event) {
 		return
 	}
 	sm.newConn(hi, q)
-	if h.sc != nil {
+	if sm.scheds[hi] != nil {
 		sm.evConn = sched.PeerConnected{Peer: o.id, Origin: o.origin, Have: sm.advertised(o)}
 		sm.handle(hi, &sm.evConn)
 	}
-	if h.sc != nil {
-		o.refs[len(o.refs)-1], _ = h.sc.Ref(o.id) // o's handle in h's scheduler
+	if sc := sm.scheds[hi]; sc != nil {
+		o.refs[len(o.refs)-1], _ = sc.Ref(o.id) // o's handle in h's scheduler
 	}
-	if o.sc != nil {
+	if sm.scheds[q] != nil {
 		sm.evConn = sched.PeerConnected{Peer: h.id, Origin: h.origin, Have: sm.advertised(h)}
 		sm.handle(q, &sm.evConn)
 	}
-	if o.sc != nil {
-		h.refs[len(h.refs)-1], _ = o.sc.Ref(h.id)
+	if sc := sm.scheds[q]; sc != nil {
+		h.refs[len(h.refs)-1], _ = sc.Ref(h.id)
 	}
 }
 
@@ -238,17 +238,25 @@ func (sm *sim) gotChunk(hi int32, i int) {
 // event stands for the Have frames on all of h's connections. A neighbour
 // that holds the chunk already is skipped: the Have would change nothing
 // its scheduler decides (it never requests a chunk it holds), and these
-// are half of all the scheduler calls of a large run.
+// are half of all the scheduler calls of a large run. Neither test
+// touches the neighbour's host: its chunks are in sm.haveMem and its
+// scheduler in sm.scheds, both dense.
 func (sm *sim) onHave(e event) {
 	h := &sm.hosts[e.h]
 	if h.state != running || e.gen != h.epoch {
 		return
 	}
 	for j, o := range h.nbrs {
-		if oh := &sm.hosts[o]; oh.sc != nil && !oh.have.Has(int(e.idx)) {
+		if !sm.holds(o, int(e.idx)) && sm.scheds[o] != nil {
 			sm.handleHave(o, h.refs[j], int(e.idx))
 		}
 	}
+}
+
+// holds reports whether host hi holds chunk i, as hosts[hi].have.Has(i)
+// does, from sm.haveMem without touching the host.
+func (sm *sim) holds(hi int32, i int) bool {
+	return sm.haveMem[int(hi)*sm.haveWords+i>>6]&(1<<(uint(i)&63)) != 0
 }
 
 // completed: h holds every chunk. The download ends as in the engine: its
@@ -258,7 +266,7 @@ func (sm *sim) completed(hi int32) {
 	h := &sm.hosts[hi]
 	h.complete = true
 	h.doneAt = sm.now
-	h.sc = nil
+	sm.scheds[hi] = nil
 	h.tickAt = -1
 	if h.behavior == scenario.Honest {
 		sm.complete++

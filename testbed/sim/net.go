@@ -445,8 +445,18 @@ func (sm *sim) markDirty(hi int32, up bool) {
 	}
 }
 
-// flush re-rates the flows of the hosts whose flow counts changed.
+// flush re-rates the flows of the hosts whose flow counts changed. Their
+// shares are updated first, so that every flow sees both of its ends'.
 func (sm *sim) flush() {
+	for _, hi := range sm.dirty {
+		h, sh := &sm.hosts[hi], &sm.shares[hi]
+		if h.upDirty {
+			sh.up = h.up / float64(len(h.upFlows))
+		}
+		if h.downDirty {
+			sh.down = h.down / float64(len(h.downFlows))
+		}
+	}
 	for _, hi := range sm.dirty {
 		h := &sm.hosts[hi]
 		if h.upDirty {
@@ -480,10 +490,11 @@ func (sm *sim) retime(ref int32) {
 	ci, k := ref>>1, int(ref&1)
 	c := &sm.conns[ci]
 	p := &c.pipes[k]
-	u, d := &sm.hosts[c.host[k]], &sm.hosts[c.host[1-k]]
-	r := min(u.up/float64(len(u.upFlows)), d.down/float64(len(d.downFlows)))
-	if u.loss > 0 || d.loss > 0 {
-		r = min(r, lossCap(u, d))
+	r := min(sm.shares[c.host[k]].up, sm.shares[c.host[1-k]].down)
+	if sm.lossy {
+		if u, d := &sm.hosts[c.host[k]], &sm.hosts[c.host[1-k]]; u.loss > 0 || d.loss > 0 {
+			r = min(r, lossCap(u, d))
+		}
 	}
 	sm.advance(p)
 	if r == p.rate {

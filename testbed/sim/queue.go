@@ -35,11 +35,15 @@ type event struct {
 	reason uint8
 }
 
-// queue is a binary min-heap of events ordered by (at, seq), typed rather
+// queue is a 4-ary min-heap of events ordered by (at, seq), typed rather
 // than container/heap, whose interface calls are slow in the hottest loop.
 // A transfer's completion (evFlowDone) is indexed: its pipe knows its
 // position (pipe.heapPos), so that a transfer whose rate changes is moved
-// rather than queued again.
+// rather than queued again. (at, seq) is unique, so the order events come
+// out in does not depend on the heap's shape. Four children a node halve
+// the depth of a binary heap, and sifting moves a hole rather than
+// swapping, so that an indexed event's pipe, a cache miss away, is
+// updated once per event moved rather than twice per level.
 type queue struct {
 	ev    []event
 	seq   uint64
@@ -48,12 +52,16 @@ type queue struct {
 
 func (q *queue) len() int { return len(q.ev) }
 
+// arity is the number of children of a node of the heap.
+const arity = 4
+
 func (q *queue) push(e event) {
 	q.seq++
 	e.seq = q.seq
 	q.ev = append(q.ev, e)
-	q.moved(len(q.ev) - 1)
-	q.up(len(q.ev) - 1)
+	if !q.up(len(q.ev) - 1) {
+		q.moved(len(q.ev) - 1)
+	}
 }
 
 func (q *queue) pop() event {
@@ -70,11 +78,10 @@ func (q *queue) remove(i int) {
 	last := len(q.ev) - 1
 	if i != last {
 		q.ev[i] = q.ev[last]
-		q.moved(i)
 	}
 	q.ev = q.ev[:last]
-	if i < last {
-		q.fix(i)
+	if i < last && !q.fix(i) {
+		q.moved(i)
 	}
 }
 
@@ -83,7 +90,7 @@ func (q *queue) remove(i int) {
 func (q *queue) reschedule(i int, at int64) {
 	q.seq++
 	q.ev[i].at, q.ev[i].seq = at, q.seq
-	q.fix(i)
+	q.fix(i) // the event's position is recorded already if it stays
 }
 
 func (q *queue) pipe(e *event) *pipe { return &(*q.conns)[e.h].pipes[e.k] }
@@ -95,53 +102,68 @@ func (q *queue) moved(i int) {
 	}
 }
 
-func (q *queue) fix(i int) {
-	if !q.up(i) {
-		q.down(i)
-	}
+// fix restores the heap after the event at i changed, and reports
+// whether it moved (the positions of the events it moved are recorded).
+func (q *queue) fix(i int) bool {
+	return q.up(i) || q.down(i)
 }
 
-func (q *queue) less(i, j int) bool {
-	a, b := &q.ev[i], &q.ev[j]
+func before(a, b *event) bool {
 	return a.at < b.at || a.at == b.at && a.seq < b.seq
 }
 
-func (q *queue) swap(i, j int) {
-	q.ev[i], q.ev[j] = q.ev[j], q.ev[i]
-	q.moved(i)
-	q.moved(j)
-}
-
+// up moves the event at i towards the root while it comes before its
+// parent, and reports whether it moved.
 func (q *queue) up(i int) bool {
-	moved := false
+	e := q.ev[i]
+	start := i
 	for i > 0 {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
+		p := (i - 1) / arity
+		if !before(&e, &q.ev[p]) {
 			break
 		}
-		q.swap(i, p)
-		i, moved = p, true
+		q.ev[i] = q.ev[p]
+		q.moved(i)
+		i = p
 	}
-	return moved
+	if i == start {
+		return false
+	}
+	q.ev[i] = e
+	q.moved(i)
+	return true
 }
 
-func (q *queue) down(i int) {
+// down moves the event at i towards the leaves while a child comes before
+// it, and reports whether it moved.
+func (q *queue) down(i int) bool {
 	n := len(q.ev)
+	e := q.ev[i]
+	start := i
 	for {
-		l := 2*i + 1
-		if l >= n {
-			return
+		c := arity*i + 1
+		if c >= n {
+			break
 		}
-		m := l
-		if r := l + 1; r < n && q.less(r, l) {
-			m = r
+		m := c
+		for j := c + 1; j < min(c+arity, n); j++ {
+			if before(&q.ev[j], &q.ev[m]) {
+				m = j
+			}
 		}
-		if !q.less(m, i) {
-			return
+		if !before(&q.ev[m], &e) {
+			break
 		}
-		q.swap(i, m)
+		q.ev[i] = q.ev[m]
+		q.moved(i)
 		i = m
 	}
+	if i == start {
+		return false
+	}
+	q.ev[i] = e
+	q.moved(i)
+	return true
 }
 
 // reqList is a list of requests (a pipe's queue or want) kept in a block

@@ -110,11 +110,8 @@ const (
 
 // host is an origin or a peer. Origins come first in sim.hosts.
 type host struct {
-	// What delivering a Have to the host touches comes first: whether it
-	// holds the chunk (a small bitset is stored inline) and its scheduler.
-	have      sched.Bitset     // chunks held (an origin holds all)
-	haveSmall [2]uint64        // have's storage for up to 128 chunks
-	sc        *sched.Scheduler // while downloading
+	// Its scheduler, while it downloads, is sim.scheds[index].
+	have sched.Bitset // chunks held (an origin holds all), stored in sim.haveMem
 
 	id       string // scheduler and tracker peer ID: "h<index>"
 	origin   bool
@@ -159,6 +156,9 @@ type host struct {
 	incarnation            uint64
 }
 
+// share is a host's capacity per flow, in bytes/s.
+type share struct{ up, down float64 }
+
 // sentRecord is the last peer a chunk was sent to, and when.
 type sentRecord struct {
 	to  int32
@@ -180,10 +180,22 @@ type sim struct {
 	s     scenario.Scenario
 	peers []scenario.Peer
 	hosts []host
-	norig int
-	n     int     // chunks
-	sizes []int64 // chunk sizes
-	full  sched.Bitset
+	// The state a Have touches on each neighbour, kept dense so that
+	// delivering one reads a few cache lines rather than one per
+	// neighbour: every host's scheduler (nil unless it is downloading)
+	// and chunks held (haveWords words each, the storage of host.have).
+	scheds    []*sched.Scheduler
+	haveMem   []uint64
+	haveWords int
+	// shares[i] is host i's upload and download capacity shared equally
+	// among its flows, as of the last flush: re-rating a flow reads them
+	// here rather than from the hosts at both ends.
+	shares []share
+	lossy  bool // some host's link loses packets
+	norig  int
+	n      int     // chunks
+	sizes  []int64 // chunk sizes
+	full   sched.Bitset
 
 	conns     []conn
 	freeConns []int32
@@ -279,16 +291,23 @@ func newSim(s scenario.Scenario) (*sim, error) {
 	sm.store = peerstore.NewMemory(simClock{sm}, sm.tcfg.PeerTTL)
 	sm.candQry = peerstore.CandidateQuery{MaxPeers: sm.tcfg.CandidateSample, MaxOrigins: maxOriginCandidates, Rand: sm.trng}
 
-	sm.hosts = make([]host, sm.norig+len(sm.peers))
+	nh := sm.norig + len(sm.peers)
+	sm.hosts = make([]host, nh)
+	sm.scheds = make([]*sched.Scheduler, nh)
+	sm.haveWords = (n + 63) / 64
+	sm.haveMem = make([]uint64, nh*sm.haveWords)
+	sm.shares = make([]share, nh)
 	for i := range sm.hosts {
 		h := &sm.hosts[i]
+		h.have = sched.BitsetIn(sm.haveMem[i*sm.haveWords:(i+1)*sm.haveWords], n)
 		h.id = "h" + strconv.Itoa(i)
 		h.tickAt = -1
 		var l scenario.Link
 		if i < sm.norig {
 			l = s.Origins.Link
 			h.origin, h.behavior = true, scenario.Honest
-			h.have, h.nhave, h.complete = sm.full, n, true
+			h.have.SetRange(0, n)
+			h.nhave, h.complete = n, true
 			if sm.ocfg.ResendWindow > 0 {
 				h.sent = make([]sentRecord, n)
 			}
@@ -296,11 +315,6 @@ func newSim(s scenario.Scenario) (*sim, error) {
 			p := &sm.peers[i-sm.norig]
 			l = p.Link
 			h.behavior, h.zone, h.rack = p.Behavior, p.Zone, p.Rack
-			if len(h.haveSmall)*64 >= n {
-				h.have = sched.BitsetIn(h.haveSmall[:], n) // sm.hosts never moves
-			} else {
-				h.have = sched.NewBitset(n)
-			}
 			if sm.pcfg.ResendWindow > 0 {
 				h.sent = make([]sentRecord, n)
 			}
@@ -310,6 +324,7 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		}
 		h.up, h.down = capacity(l.Up), capacity(l.Down)
 		h.lat, h.jitter, h.loss = int64(l.Latency), int64(l.Jitter), l.Loss
+		sm.lossy = sm.lossy || h.loss > 0
 	}
 	return sm, nil
 }
@@ -395,7 +410,7 @@ func (sm *sim) dispatch(e event) {
 	case evHave:
 		sm.onHave(e)
 	case evTick:
-		if h := &sm.hosts[e.h]; h.sc != nil && e.gen == h.epoch && e.at == h.tickAt {
+		if h := &sm.hosts[e.h]; sm.scheds[e.h] != nil && e.gen == h.epoch && e.at == h.tickAt {
 			h.tickAt = -1
 			sm.handle(e.h, &sm.evTick)
 		}
@@ -419,21 +434,20 @@ func (sm *sim) dispatch(e event) {
 // It is never re-entered: actions that touch another scheduler do so
 // through the event queue.
 func (sm *sim) handle(hi int32, ev sched.Event) {
-	h := &sm.hosts[hi]
-	if h.sc == nil {
+	sc := sm.scheds[hi]
+	if sc == nil {
 		return
 	}
 	sm.st.handles++
-	sm.acts = h.sc.HandleAppend(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ev)
+	sm.acts = sc.HandleAppend(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ev)
 	sm.apply(hi, ev, sm.acts)
 }
 
 // handleHave is handle for a Have from the peer that ref stands for in h's
 // scheduler, which looks it up by handle rather than by ID.
 func (sm *sim) handleHave(hi int32, ref sched.PeerRef, idx int) {
-	h := &sm.hosts[hi]
 	sm.st.handles++
-	sm.acts = h.sc.HandleHave(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ref, idx)
+	sm.acts = sm.scheds[hi].HandleHave(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ref, idx)
 	sm.apply(hi, &sm.evHave, sm.acts)
 }
 
@@ -477,7 +491,7 @@ func (sm *sim) apply(hi int32, ev sched.Event, acts []sched.Action) {
 // armTick queues a Tick for when h's scheduler next needs one.
 func (sm *sim) armTick(hi int32) {
 	h := &sm.hosts[hi]
-	t, ok := h.sc.NextTick()
+	t, ok := sm.scheds[hi].NextTick()
 	if !ok {
 		return
 	}
