@@ -14,6 +14,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/peer/sched"
+	"github.com/p2pd/p2pd/peer/store"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
 
@@ -309,7 +310,11 @@ func (d *download) finish(m *chunker.Manifest, err error) {
 		b.dl = nil
 	}
 	var ann *announcer
-	if err != nil && e.blobs[b.digest] == b && !b.isComplete() {
+	// A pull that ran out of disk keeps what it stored announced and
+	// served (a later Pull, once space is freed, picks up from there);
+	// any other failure forgets the partial blob.
+	keep := errors.Is(err, store.ErrNoSpace)
+	if err != nil && !keep && e.blobs[b.digest] == b && !b.isComplete() {
 		delete(e.blobs, b.digest)
 		ann, b.ann = b.ann, nil
 	}

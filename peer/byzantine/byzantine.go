@@ -1,6 +1,6 @@
 // Package byzantine wraps a peer engine's store so that the engine
-// misbehaves the way hostile or broken peers do: serve corrupt chunks, or
-// claim chunks it does not have. The engine itself is unchanged, so the
+// misbehaves the way hostile or broken peers do: serve corrupt chunks,
+// claim chunks it does not have, or never answer. The engine itself is unchanged, so the
 // rest of the swarm meets the real protocol, only with bad data. Tests and
 // the testbed's byzantine peers use it; p2pd never does.
 package byzantine
@@ -35,3 +35,15 @@ func ClaimAll(s peer.Store) peer.Store { return liar{s} }
 type liar struct{ peer.Store }
 
 func (liar) Has(chunker.Digest) bool { return true }
+
+// Stall wraps s so that every chunk read from it blocks until its context
+// ends: an engine using it accepts chunk requests and never answers them
+// (a stalled peer; it downloads honestly).
+func Stall(s peer.Store) peer.Store { return stall{s} }
+
+type stall struct{ peer.Store }
+
+func (stall) ReadChunk(ctx context.Context, _ chunker.Digest, _ []byte) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
@@ -50,19 +51,27 @@ type Options struct {
 	// AnnounceInterval is the tracker's (default 1s: an emulated fleet is
 	// small and its runs short).
 	AnnounceInterval time.Duration
+	// Verify reads every completed peer's copy back after the run and
+	// checks it (fleet.Config.Verify).
+	Verify bool
 }
 
 // cluster is the nodes of a run: the tracker and the origins, and the
 // peers as the fleet starts and stops them. It is the fleet's Hosts.
 type cluster struct {
-	s       scenario.Scenario
-	o       Options
-	dir     string
-	log     *slog.Logger
+	s   scenario.Scenario
+	o   Options
+	dir string
+	log *slog.Logger
+	tc  *trackerclient.Client
+	// trackerAddr is where the tracker listens, and listens again after
+	// a tracker-down event.
+	trackerAddr string
+	blob        chunker.Digest
+
+	mu      sync.Mutex // tracker and origins, for the service events
 	tracker *daemon.Node
-	tc      *trackerclient.Client
 	origins []*daemon.Node
-	blob    chunker.Digest
 	// links are the peers' emulated links, by scenario.Peer.Index: a peer
 	// that starts again keeps its link.
 	links []*shape.Link
@@ -93,7 +102,7 @@ func Run(ctx context.Context, s scenario.Scenario, o Options) (res *result.Resul
 	}
 	c.fleet = fleet.New(fleet.Config{
 		Scenario: s, Mode: scenario.ModeEmu, Blob: c.blob, Tracker: c.tc, Hosts: c,
-		Logger: c.log, Progress: o.Progress,
+		Logger: c.log, Progress: o.Progress, Verify: o.Verify,
 	})
 	return c.fleet.Run(ctx), nil
 }
@@ -111,29 +120,18 @@ func (c *cluster) peerConfig() peer.Config {
 // origin.
 func (c *cluster) setup(ctx context.Context) error {
 	var err error
-	c.tracker, err = daemon.RunTracker(ctx, daemon.TrackerConfig{
-		Listen:  "127.0.0.1:0",
-		Tracker: tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
-	}, c.log)
-	if err != nil {
-		return fmt.Errorf("emu: tracker: %w", err)
+	c.trackerAddr = "127.0.0.1:0"
+	if c.tracker, err = c.runTracker(ctx); err != nil {
+		return err
 	}
+	c.trackerAddr = c.tracker.Addrs["http"]
 	if c.tc, err = trackerclient.New(c.tracker.URL("http")); err != nil {
 		return err
 	}
 	for i := range c.s.Origins.Count {
-		n, err := daemon.RunOrigin(ctx, daemon.OriginConfig{
-			NodeConfig: daemon.NodeConfig{
-				DataDir: filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
-				Tracker: c.tracker.URL("http"),
-				Peer:    c.peerConfig(),
-				Hooks:   daemon.Hooks{Link: c.s.OriginLink(i)},
-			},
-			Listen: "127.0.0.1:0",
-			Origin: origin.Config{Chunker: c.s.Blob.Chunker},
-		}, c.log.With("node", fmt.Sprintf("origin-%d", i)))
+		n, err := c.runOrigin(ctx, i)
 		if err != nil {
-			return fmt.Errorf("emu: origin %d: %w", i, err)
+			return err
 		}
 		c.origins = append(c.origins, n)
 		oc, err := originclient.New(n.URL("http"))
@@ -154,6 +152,84 @@ func (c *cluster) setup(ctx context.Context) error {
 	return nil
 }
 
+// runTracker starts a tracker on c.trackerAddr; it runs until closed.
+func (c *cluster) runTracker(ctx context.Context) (*daemon.Node, error) {
+	n, err := daemon.RunTracker(context.WithoutCancel(ctx), daemon.TrackerConfig{
+		Listen:  c.trackerAddr,
+		Tracker: tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
+	}, c.log.With("node", "tracker"))
+	if err != nil {
+		return nil, fmt.Errorf("emu: tracker: %w", err)
+	}
+	return n, nil
+}
+
+// runOrigin starts origin i on its data directory; it runs until closed.
+func (c *cluster) runOrigin(ctx context.Context, i int) (*daemon.Node, error) {
+	n, err := daemon.RunOrigin(context.WithoutCancel(ctx), daemon.OriginConfig{
+		NodeConfig: daemon.NodeConfig{
+			DataDir: filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
+			Tracker: "http://" + c.trackerAddr,
+			Peer:    c.peerConfig(),
+			Hooks:   daemon.Hooks{Link: c.s.OriginLink(i)},
+		},
+		Listen: "127.0.0.1:0",
+		Origin: origin.Config{Chunker: c.s.Blob.Chunker},
+	}, c.log.With("node", fmt.Sprintf("origin-%d", i)))
+	if err != nil {
+		return nil, fmt.Errorf("emu: origin %d: %w", i, err)
+	}
+	return n, nil
+}
+
+// StopTracker stops the tracker; its records are gone.
+func (c *cluster) StopTracker(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tracker == nil {
+		return errors.New("emu: the tracker is not running")
+	}
+	err := c.tracker.Close(ctx)
+	c.tracker = nil
+	return err
+}
+
+// StartTracker starts a new, empty tracker where the old one listened.
+func (c *cluster) StartTracker(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tracker != nil {
+		return errors.New("emu: the tracker is running")
+	}
+	n, err := c.runTracker(ctx)
+	if err != nil {
+		return err
+	}
+	c.tracker = n
+	return nil
+}
+
+// RestartOrigins stops every origin and starts it again on its data
+// directory, as a restarted p2pd origin would be.
+func (c *cluster) RestartOrigins(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, n := range c.origins {
+		if n == nil {
+			continue
+		}
+		err := n.Close(ctx)
+		c.origins[i] = nil
+		if err != nil {
+			return fmt.Errorf("emu: stop origin %d: %w", i, err)
+		}
+		if c.origins[i], err = c.runOrigin(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // StartPeer starts p's node on its data directory, with its link and,
 // for a byzantine class, its store wrapped. Stop closes the node, for a
 // kill as for a leave.
@@ -164,11 +240,15 @@ func (c *cluster) StartPeer(ctx context.Context, p scenario.Peer) (fleet.Node, e
 		hooks.WrapStore = byzantine.CorruptReads
 	case scenario.Liar:
 		hooks.WrapStore = byzantine.ClaimAll
+	case scenario.Stall:
+		hooks.WrapStore = byzantine.Stall
 	}
 	cfg := c.peerConfig()
 	cfg.Zone, cfg.Rack = p.Zone, p.Rack
-	n, err := daemon.RunPeer(ctx, daemon.PeerConfig{
-		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: c.tracker.URL("http"), Peer: cfg, Hooks: hooks},
+	// The node outlives the run's context, which ends before the copies
+	// are verified; Stop and the fleet's Close stop it.
+	n, err := daemon.RunPeer(context.WithoutCancel(ctx), daemon.PeerConfig{
+		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: "http://" + c.trackerAddr, Peer: cfg, Hooks: hooks},
 		Control:    "127.0.0.1:0",
 	}, c.log.With("node", p.Name))
 	if err != nil {
@@ -188,8 +268,12 @@ func (c *cluster) close() error {
 	if c.fleet != nil {
 		errs = append(errs, c.fleet.Close(ctx))
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, n := range c.origins {
-		errs = append(errs, n.Close(ctx))
+		if n != nil {
+			errs = append(errs, n.Close(ctx))
+		}
 	}
 	if c.tc != nil {
 		c.tc.CloseIdleConnections()

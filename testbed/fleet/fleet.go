@@ -17,6 +17,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +46,20 @@ type Hosts interface {
 	// after a leave or a kill. ctx is the run's: it ends at the timeout.
 	// It is called from several goroutines at once, for different peers.
 	StartPeer(ctx context.Context, p scenario.Peer) (Node, error)
+}
+
+// Services are the tracker and the origins of a run, for the events
+// that stop and start them (scenario.TrackerDown and the like). The emu
+// mode implements them on its Hosts.
+type Services interface {
+	// StopTracker stops the tracker; its state is lost.
+	StopTracker(ctx context.Context) error
+	// StartTracker starts a new, empty tracker on the stopped one's
+	// address.
+	StartTracker(ctx context.Context) error
+	// RestartOrigins stops every origin and starts it again on its data
+	// directory.
+	RestartOrigins(ctx context.Context) error
 }
 
 // Node is one start of a peer, as Hosts.StartPeer returns it.
@@ -101,6 +117,9 @@ type Fleet struct {
 	members []*member
 	start   time.Time
 	wg      sync.WaitGroup // the joins, the events and the pulls
+
+	evMu   sync.Mutex
+	events []result.Event // as carried out
 }
 
 // member is one peer of the fleet.
@@ -176,6 +195,10 @@ func (f *Fleet) Run(ctx context.Context) *result.Result {
 		f.verify(parent)
 	}
 	res.Peers, res.OriginEgressBytes = f.gather()
+	f.evMu.Lock()
+	res.Events = slices.Clone(f.events)
+	f.evMu.Unlock()
+	slices.SortStableFunc(res.Events, func(a, b result.Event) int { return cmp.Compare(a.StartS, b.StartS) })
 	return res
 }
 
@@ -295,8 +318,47 @@ func (f *Fleet) pull(ctx context.Context, m *member, addr string, done chan stru
 	m.completed, m.done, m.err = true, time.Now(), ""
 }
 
-// apply carries out an event.
+// apply carries out an event and records it.
 func (f *Fleet) apply(ctx context.Context, ev scenario.Event) {
+	rec := result.Event{Action: ev.Action, StartS: time.Since(f.start).Seconds()}
+	var err error
+	switch ev.Action {
+	case scenario.TrackerDown, scenario.TrackerUp, scenario.OriginRestart:
+		err = f.applyServices(ctx, ev.Action)
+	default:
+		rec.Peers = f.applyPeers(ctx, ev)
+	}
+	rec.EndS = time.Since(f.start).Seconds()
+	if err != nil {
+		rec.Err = err.Error()
+		f.log.Warn("event failed", "at", ev.At, "action", ev.Action, "err", err)
+	} else {
+		f.log.Info("event", "at", ev.At, "action", ev.Action, "peers", rec.Peers)
+	}
+	f.evMu.Lock()
+	f.events = append(f.events, rec)
+	f.evMu.Unlock()
+}
+
+// applyServices stops or starts the tracker or restarts the origins.
+func (f *Fleet) applyServices(ctx context.Context, action string) error {
+	sv, ok := f.cfg.Hosts.(Services)
+	if !ok {
+		return fmt.Errorf("fleet: mode %s cannot %s", f.cfg.Mode, action)
+	}
+	switch action {
+	case scenario.TrackerDown:
+		return sv.StopTracker(ctx)
+	case scenario.TrackerUp:
+		return sv.StartTracker(ctx)
+	default:
+		return sv.RestartOrigins(ctx)
+	}
+}
+
+// applyPeers carries out a leave, kill or join and returns how many
+// peers it stopped or started.
+func (f *Fleet) applyPeers(ctx context.Context, ev scenario.Event) int {
 	var pick []*member
 	for _, m := range f.members {
 		if ev.Class != "" && m.spec.Class != ev.Class || ev.Class == "" && m.spec.Behavior != scenario.Honest {
@@ -305,7 +367,7 @@ func (f *Fleet) apply(ctx context.Context, ev scenario.Event) {
 		m.mu.Lock()
 		running := m.node != nil
 		ok := running && (!ev.Incomplete || !m.completed) // leave, kill
-		if ev.Action == "join" {
+		if ev.Action == scenario.Join {
 			ok = !running && m.left
 		}
 		m.mu.Unlock()
@@ -322,13 +384,13 @@ func (f *Fleet) apply(ctx context.Context, ev scenario.Event) {
 	for i := range n {
 		m := pick[i*len(pick)/n]
 		switch ev.Action {
-		case "join":
+		case scenario.Join:
 			f.startPeer(ctx, m)
 		default:
-			f.stopPeer(m, ev.Action == "kill")
+			f.stopPeer(m, ev.Action == scenario.Kill)
 		}
 	}
-	f.log.Info("event", "at", ev.At, "action", ev.Action, "peers", n)
+	return n
 }
 
 // stopPeer stops m for an event; its pull ends, and m counts as having
@@ -365,7 +427,12 @@ func (f *Fleet) sample(ctx context.Context, now time.Time) result.Sample {
 	}
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if st, err := f.cfg.Tracker.SwarmReplication(qctx, f.cfg.Blob); err == nil && len(st.Replication) > 0 {
+	st, err := f.cfg.Tracker.SwarmReplication(qctx, f.cfg.Blob)
+	sm.TrackerPeers = -1
+	if err == nil {
+		sm.TrackerPeers = len(st.Peers) - st.Origins
+	}
+	if err == nil && len(st.Replication) > 0 {
 		sm.ReplMin, sm.ReplMax = math.MaxInt, 0
 		var sum int
 		for _, r := range st.Replication {

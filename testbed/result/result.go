@@ -36,6 +36,18 @@ type Peer struct {
 	FromOrigins int64 `json:"from_origins"`
 }
 
+// Event is one scenario event as it was carried out.
+type Event struct {
+	Action string `json:"action"`
+	// StartS and EndS are when it began and when it was done, in seconds
+	// since the run began.
+	StartS float64 `json:"start_s"`
+	EndS   float64 `json:"end_s"`
+	// Peers counts the peers it stopped or started.
+	Peers int    `json:"peers,omitempty"`
+	Err   string `json:"err,omitempty"`
+}
+
 // Sample is one point of the time series.
 type Sample struct {
 	// T is seconds since the run began.
@@ -52,6 +64,9 @@ type Sample struct {
 	ReplMin  int     `json:"repl_min"`
 	ReplMean float64 `json:"repl_mean"`
 	ReplMax  int     `json:"repl_max"`
+	// TrackerPeers counts the peers (not origins) the tracker has records
+	// of; -1 when the tracker did not answer.
+	TrackerPeers int `json:"tracker_peers"`
 }
 
 // Host is what the machine running the testbed spent.
@@ -96,6 +111,8 @@ type Result struct {
 	// OriginEgressBytes is what the origins uploaded during the run.
 	OriginEgressBytes int64 `json:"origin_egress_bytes"`
 	Host              Host  `json:"host"`
+	// Events are the scenario's events as they were carried out.
+	Events []Event `json:"events,omitempty"`
 	// Baselines are the baselines' runs on the same links.
 	Baselines []*Result `json:"baselines,omitempty"`
 }

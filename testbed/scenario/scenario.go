@@ -51,6 +51,24 @@ const (
 	// Liar peers claim every chunk in their bitfields and then cannot
 	// serve most of them.
 	Liar Behavior = "liar"
+	// Stall peers accept chunk requests and never answer them (emu mode
+	// only).
+	Stall Behavior = "stall"
+)
+
+// The event actions.
+const (
+	// Leave, Kill and Join stop and start peers.
+	Leave = "leave"
+	Kill  = "kill"
+	Join  = "join"
+	// TrackerDown stops the tracker, losing its state; TrackerUp starts a
+	// new, empty one on the same address. OriginRestart stops every
+	// origin and starts it again on its data directory. They take no
+	// count and work in emu mode only.
+	TrackerDown   = "tracker-down"
+	TrackerUp     = "tracker-up"
+	OriginRestart = "origin-restart"
 )
 
 // Link is a host's emulated network attachment.
@@ -95,7 +113,8 @@ type Event struct {
 	At time.Duration `yaml:"at" json:"at"`
 	// Action is "leave" (peers stop, gracefully), "kill" (peers stop
 	// without a goodbye) or "join" (stopped peers come back, keeping what
-	// they stored).
+	// they stored); or, for the services, "tracker-down",
+	// "tracker-up" or "origin-restart" (see TrackerDown).
 	Action string `yaml:"action" json:"action"`
 	// Count or Fraction (of the class's peers that are running) choose how
 	// many; Class restricts the event to one class (default: any honest
@@ -265,8 +284,12 @@ func (s Scenario) Validate() error {
 		case Honest:
 			honest += c.Count
 		case Corrupt, Liar:
+		case Stall:
+			if s.Mode != ModeEmu && c.Count > 0 {
+				return bad("class %q: behavior stall runs in emu mode only", c.Name)
+			}
 		default:
-			return bad("class %q: behavior %q: want honest, corrupt or liar", c.Name, c.Behavior)
+			return bad("class %q: behavior %q: want honest, corrupt, liar or stall", c.Name, c.Behavior)
 		}
 		if c.Racks < 0 || c.JoinAt < 0 || c.JoinSpread < 0 {
 			return bad("class %q: racks, join_at and join_spread must not be negative", c.Name)
@@ -280,9 +303,17 @@ func (s Scenario) Validate() error {
 	}
 	for i, e := range s.Events {
 		switch e.Action {
-		case "leave", "kill", "join":
+		case Leave, Kill, Join:
+		case TrackerDown, TrackerUp, OriginRestart:
+			if s.Mode != ModeEmu {
+				return bad("event %d: action %s runs in emu mode only", i, e.Action)
+			}
+			if e.At < 0 || e.Count != 0 || e.Fraction != 0 || e.Class != "" || e.Incomplete {
+				return bad("event %d: %s takes only at ≥ 0", i, e.Action)
+			}
+			continue
 		default:
-			return bad("event %d: action %q: want leave, kill or join", i, e.Action)
+			return bad("event %d: action %q: want leave, kill, join, tracker-down, tracker-up or origin-restart", i, e.Action)
 		}
 		if e.At < 0 || e.Count < 0 || e.Fraction < 0 || e.Fraction > 1 || (e.Count == 0) == (e.Fraction == 0) {
 			return bad("event %d: want at ≥ 0 and exactly one of count > 0 or fraction in (0, 1]", i)

@@ -126,8 +126,9 @@ type AnnouncerDeps struct {
 // announces every interval the tracker asks for (with jitter), sends the
 // chunks gained since the last acknowledged announce as a delta, sends the
 // full bitfield when the tracker answers NeedFull (after a tracker
-// restart) or when chunks were lost, backs off exponentially on errors,
-// and announces "stopped" when it ends.
+// restart) or when chunks were lost, backs off exponentially on errors
+// (never beyond the tracker's interval once it named one), and
+// announces "stopped" when it ends.
 type Announcer struct {
 	id      Identity
 	cfg     AnnouncerConfig
@@ -189,6 +190,10 @@ func (a *Announcer) Run(ctx context.Context) error {
 		failures      int
 		needFulls     int
 		last          State
+		// interval is the tracker's last named interval (0: none yet).
+		// Backoff never waits longer: a tracker that restarted empty gets
+		// every record back within one interval of coming up.
+		interval time.Duration
 	)
 	for {
 		var wait time.Duration
@@ -209,6 +214,9 @@ func (a *Announcer) Run(ctx context.Context) error {
 		case err != nil:
 			failures++
 			wait = a.backoff(failures)
+			if interval > 0 {
+				wait = min(wait, a.jitter(interval))
+			}
 			level := slog.LevelDebug
 			if failures == 1 || errors.Is(err, ErrBadRequest) || errors.Is(err, ErrConflict) {
 				level = slog.LevelWarn
@@ -231,7 +239,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 			if a.deps.OnResponse != nil {
 				a.deps.OnResponse(ctx, resp)
 			}
-			wait = a.jitter(a.interval(resp))
+			interval = a.interval(resp)
+			wait = a.jitter(interval)
 		}
 		if !a.sleep(ctx, wait) {
 			break

@@ -268,6 +268,31 @@ func TestAnnouncerBackoff(t *testing.T) {
 	}
 }
 
+// TestAnnouncerBackoffCappedAtInterval: once the tracker has named its
+// interval (5s), a tracker that goes away is retried at least every
+// interval (with jitter), however many failures in a row: when it comes
+// back empty, every record is back within one interval.
+func TestAnnouncerBackoffCappedAtInterval(t *testing.T) {
+	errDown := errors.New("tracker down")
+	const failures = 8 // uncapped, the 8th wait would be 64-128s
+	c := newScripted(func(i int, req *trackerwire.AnnounceRequest) (*trackerwire.AnnounceResponse, error) {
+		if i >= 2 && i < 2+failures {
+			return nil, errDown
+		}
+		return ok(i, req)
+	})
+	st := &mutableState{st: State{Addrs: []string{"/a"}, NumChunks: 8, Complete: true}}
+	r := startAnnouncer(t, c, st.get, trackerwire.RoleOrigin)
+	c.await(t, 1)
+	for range failures + 1 {
+		r.tick(t, 5500*time.Millisecond) // the interval plus the 10% jitter
+		c.await(t, 1)
+	}
+	if n := len(c.requests()); n != failures+2 {
+		t.Fatalf("%d announces, want %d", n, failures+2)
+	}
+}
+
 func TestBackoffBounds(t *testing.T) {
 	a, err := NewAnnouncer(Identity{Blob: blob, PeerID: "p", Role: trackerwire.RolePeer}, AnnouncerConfig{},
 		AnnouncerDeps{Client: newScripted(ok), State: (&mutableState{}).get, Rand: rand.New(rand.NewPCG(3, 3))})
