@@ -23,25 +23,25 @@ type Config struct {
 	// PSKFile is the libp2p private network key (swarm.key format): only
 	// nodes that hold it can connect to a peer or an origin. QUIC cannot
 	// be used with it.
-	PSKFile string `yaml:"psk_file"`
+	PSKFile string `yaml:"psk_file,omitempty" json:"psk_file,omitempty"`
 	// AnnounceTokenFile, PushTokenFile and AdminTokenFile hold the scoped
 	// tokens. A tracker needs the announce token (and the admin token to
 	// let admins read it), an origin the push and admin tokens (and the
 	// announce token, which members use to read its blobs), a peer or an
 	// origin's engine the announce token to sign its announces.
-	AnnounceTokenFile string `yaml:"announce_token_file"`
-	PushTokenFile     string `yaml:"push_token_file"`
-	AdminTokenFile    string `yaml:"admin_token_file"`
+	AnnounceTokenFile string `yaml:"announce_token_file,omitempty" json:"announce_token_file,omitempty"`
+	PushTokenFile     string `yaml:"push_token_file,omitempty" json:"push_token_file,omitempty"`
+	AdminTokenFile    string `yaml:"admin_token_file,omitempty" json:"admin_token_file,omitempty"`
 	// MaxClockSkew bounds how far a signed request's timestamp may be from
 	// the server's clock (default 1m). Keep the fleet's clocks in sync.
-	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+	MaxClockSkew time.Duration `yaml:"max_clock_skew,omitempty" json:"max_clock_skew,omitempty"`
 	// CertFile and KeyFile make the tracker's or origin's HTTP API serve
 	// TLS 1.3.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
 	// CAFile is trusted, as well as the system's CAs, when this node
 	// connects to an https:// tracker or origin.
-	CAFile string `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
 }
 
 // Validate reports a config that cannot be loaded.
@@ -123,6 +123,32 @@ const (
 	FileServerCert = "server.crt"
 	FileServerKey  = "server.key"
 )
+
+// DirConfig returns the Config of a directory Generate wrote: the files
+// it holds under their standard names.
+func DirConfig(dir string) (Config, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Config{}, fmt.Errorf("auth: %w", err)
+	}
+	var c Config
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{FilePSK, &c.PSKFile}, {FileAnnounce, &c.AnnounceTokenFile}, {FilePush, &c.PushTokenFile}, {FileAdmin, &c.AdminTokenFile},
+		{FileCA, &c.CAFile}, {FileServerCert, &c.CertFile}, {FileServerKey, &c.KeyFile},
+	} {
+		p := filepath.Join(abs, f.name)
+		if _, err := os.Stat(p); err == nil {
+			*f.dst = p
+		}
+	}
+	if c == (Config{}) {
+		return Config{}, fmt.Errorf("auth: %s holds no credentials (make them with p2pd init)", dir)
+	}
+	return c, nil
+}
 
 // GenerateOptions say what Generate makes.
 type GenerateOptions struct {

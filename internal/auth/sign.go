@@ -129,16 +129,14 @@ func (a *Auth) mac(key, method, uri string) [sha256.Size]byte {
 	return out
 }
 
-// requestURI is the escaped path and query that a signature covers.
+// requestURI is the request target that a signature covers: the escaped
+// path and query as sent. On the server it is the target as received, so
+// that a handler behind http.StripPrefix checks what the client signed.
 func requestURI(r *http.Request) string {
-	u := r.URL.EscapedPath()
-	if u == "" {
-		u = "/"
+	if r.RequestURI != "" { // a server request
+		return r.RequestURI
 	}
-	if r.URL.RawQuery != "" {
-		u += "?" + r.URL.RawQuery
-	}
-	return u
+	return r.URL.RequestURI()
 }
 
 // Sign returns the Authorization value for a request with method and

@@ -97,14 +97,26 @@ func (v *Verifier) Guard(h http.Handler, rule Rule) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status, err := v.check(w, r, rule)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", Scheme+` realm="p2pd"`)
-			httpx.WriteError(w, status, CodeUnauthorized, err.Error())
-			return
+		if v.Allow(w, r, rule) {
+			h.ServeHTTP(w, r)
 		}
-		h.ServeHTTP(w, r)
 	})
+}
+
+// Allow checks r against rule. If r may not pass, it answers it (401,
+// 403, 413 or 503 with an error body) and returns false. A nil Verifier
+// allows everything.
+func (v *Verifier) Allow(w http.ResponseWriter, r *http.Request, rule Rule) bool {
+	if v == nil {
+		return true
+	}
+	status, err := v.check(w, r, rule)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", Scheme+` realm="p2pd"`)
+		httpx.WriteError(w, status, CodeUnauthorized, err.Error())
+		return false
+	}
+	return true
 }
 
 // check verifies r, reading (and replacing) its body if it is signed. It
@@ -134,6 +146,8 @@ func (v *Verifier) check(w http.ResponseWriter, r *http.Request, rule Rule) (int
 		return http.StatusUnauthorized, fmt.Errorf("%w: wrong %s signature", ErrUnauthorized, a.Scope)
 	}
 	switch {
+	case !rule.StreamBody && r.ContentLength > MaxSignedBody:
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("%w: a signed body is at most %d bytes", ErrUnauthorized, MaxSignedBody)
 	case a.Body == Unsigned && !rule.StreamBody:
 		return http.StatusUnauthorized, fmt.Errorf("%w: %s %s needs a signed body", ErrUnauthorized, r.Method, r.URL.Path)
 	case a.Body != Unsigned:

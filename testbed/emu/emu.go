@@ -22,6 +22,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/origin"
@@ -67,6 +68,10 @@ type cluster struct {
 	// that starts again keeps its link.
 	links []*shape.Link
 	fleet *fleet.Fleet
+	// security is every node's: the emulated fleet runs closed, like a
+	// real one (a private network key and tokens made for the run).
+	security auth.Config
+	creds    *auth.Credentials
 }
 
 // Run runs s in emulation mode and returns what it measured.
@@ -111,23 +116,31 @@ func (c *cluster) peerConfig() peer.Config {
 // origin.
 func (c *cluster) setup(ctx context.Context) error {
 	var err error
+	if c.security, err = auth.Generate(filepath.Join(c.dir, "credentials"), auth.GenerateOptions{}); err != nil {
+		return fmt.Errorf("emu: %w", err)
+	}
+	if c.creds, err = c.security.Load(); err != nil {
+		return fmt.Errorf("emu: %w", err)
+	}
 	c.tracker, err = daemon.RunTracker(ctx, daemon.TrackerConfig{
-		Listen:  "127.0.0.1:0",
-		Tracker: tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
+		Listen:   "127.0.0.1:0",
+		Tracker:  tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
+		Security: c.security,
 	}, c.log)
 	if err != nil {
 		return fmt.Errorf("emu: tracker: %w", err)
 	}
-	if c.tc, err = trackerclient.New(c.tracker.URL("http")); err != nil {
+	if c.tc, err = trackerclient.New(c.tracker.URL("http"), trackerclient.WithHTTPClient(c.creds.Client(auth.ScopeAdmin, trackerclient.DefaultTimeout))); err != nil {
 		return err
 	}
 	for i := range c.s.Origins.Count {
 		n, err := daemon.RunOrigin(ctx, daemon.OriginConfig{
 			NodeConfig: daemon.NodeConfig{
-				DataDir: filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
-				Tracker: c.tracker.URL("http"),
-				Peer:    c.peerConfig(),
-				Hooks:   daemon.Hooks{Link: c.s.OriginLink(i)},
+				DataDir:  filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
+				Tracker:  c.tracker.URL("http"),
+				Peer:     c.peerConfig(),
+				Hooks:    daemon.Hooks{Link: c.s.OriginLink(i)},
+				Security: c.security,
 			},
 			Listen: "127.0.0.1:0",
 			Origin: origin.Config{Chunker: c.s.Blob.Chunker},
@@ -136,7 +149,7 @@ func (c *cluster) setup(ctx context.Context) error {
 			return fmt.Errorf("emu: origin %d: %w", i, err)
 		}
 		c.origins = append(c.origins, n)
-		oc, err := originclient.New(n.URL("http"))
+		oc, err := originclient.New(n.URL("http"), originclient.WithHTTPClient(c.creds.Client(auth.ScopePush, 0)))
 		if err != nil {
 			return err
 		}
@@ -168,7 +181,7 @@ func (c *cluster) StartPeer(ctx context.Context, p scenario.Peer) (fleet.Node, e
 	cfg := c.peerConfig()
 	cfg.Zone, cfg.Rack = p.Zone, p.Rack
 	n, err := daemon.RunPeer(ctx, daemon.PeerConfig{
-		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: c.tracker.URL("http"), Peer: cfg, Hooks: hooks},
+		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: c.tracker.URL("http"), Peer: cfg, Hooks: hooks, Security: c.security},
 		Control:    "127.0.0.1:0",
 	}, c.log.With("node", p.Name))
 	if err != nil {
