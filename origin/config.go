@@ -3,7 +3,6 @@ package origin
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
@@ -18,13 +17,10 @@ const (
 	DefaultStallTimeout    = time.Minute
 )
 
-// Config configures an origin. The zero value means the defaults: no push
-// token, no size limit, the chunker's default chunk sizes.
+// Config configures an origin. The zero value means the defaults: no size
+// limit, the chunker's default chunk sizes. Who may push, read and delete
+// is Deps.Auth's business.
 type Config struct {
-	// PushToken, if set, is the bearer token that pushes and deletes must
-	// present ("Authorization: Bearer <token>"). Empty means no auth:
-	// anyone who can reach the origin may push and delete.
-	PushToken string `yaml:"push_token"`
 	// MaxBlobSize bounds a pushed blob in bytes; 0 means unlimited. A
 	// push over it is refused with 413 and nothing of it is kept.
 	MaxBlobSize int64 `yaml:"max_blob_size"`
@@ -64,8 +60,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: shutdown_timeout %v is negative", ErrBadConfig, c.ShutdownTimeout)
 	case c.StallTimeout < 0:
 		return fmt.Errorf("%w: stall_timeout %v is negative", ErrBadConfig, c.StallTimeout)
-	case strings.ContainsFunc(c.PushToken, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return fmt.Errorf("%w: push_token contains spaces or control characters", ErrBadConfig)
 	}
 	if err := c.Chunker.Validate(); err != nil {
 		return fmt.Errorf("%w: chunker: %w", ErrBadConfig, err)

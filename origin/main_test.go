@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/wire/originwire"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer/store"
@@ -93,6 +94,9 @@ type env struct {
 	srv    *Server
 	ts     *httptest.Server
 	client *originclient.Client
+	// keys, if set, close the origin (Deps.Auth); client then signs
+	// with the push token.
+	keys auth.Keys
 }
 
 func newEnv(t testing.TB, cfg Config) *env {
@@ -100,14 +104,33 @@ func newEnv(t testing.TB, cfg Config) *env {
 	return newEnvStore(t, cfg, store.DefaultConfig(t.TempDir()))
 }
 
+// newClosedEnv is newEnv with an origin that needs signed requests, with
+// newly generated keys.
+func newClosedEnv(t testing.TB, cfg Config) *env {
+	t.Helper()
+	var keys auth.Keys
+	for _, k := range []*string{&keys.Announce, &keys.Push, &keys.Admin} {
+		var err error
+		if *k, err = auth.GenerateToken(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return newEnvKeys(t, cfg, store.DefaultConfig(t.TempDir()), keys)
+}
+
 func newEnvStore(t testing.TB, cfg Config, scfg store.Config) *env {
+	t.Helper()
+	return newEnvKeys(t, cfg, scfg, auth.Keys{})
+}
+
+func newEnvKeys(t testing.TB, cfg Config, scfg store.Config, keys auth.Keys) *env {
 	t.Helper()
 	st, err := store.Open(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, cfg: cfg, dir: scfg.Dir, store: st, seeder: &fakeSeeder{}}
+	e := &env{t: t, cfg: cfg, dir: scfg.Dir, store: st, seeder: &fakeSeeder{}, keys: keys}
 	e.serve()
 	return e
 }
@@ -117,14 +140,28 @@ func (e *env) serve() {
 	t := e.t
 	t.Helper()
 	e.reg = prometheus.NewRegistry()
-	srv, err := New(e.cfg, Deps{Store: e.store, Seeder: e.seeder, Logger: testLogger(t), Registry: e.reg})
+	srv, err := New(e.cfg, Deps{Store: e.store, Seeder: e.seeder, Logger: testLogger(t), Registry: e.reg,
+		Auth: auth.NewVerifier(e.keys, auth.VerifierOptions{})})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	e.srv = srv
 	e.ts = httptest.NewServer(srv.Handler())
 	t.Cleanup(e.ts.Close)
-	e.client = e.newClient(originclient.WithToken(e.cfg.PushToken))
+	e.client = e.signedClient(auth.ScopePush, e.keys.Push)
+}
+
+// signedClient returns a client of e's origin that signs with token for
+// scope (no signature if token is empty).
+func (e *env) signedClient(scope auth.Scope, token string) *originclient.Client {
+	e.t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	e.t.Cleanup(tr.CloseIdleConnections)
+	c, err := originclient.New(e.ts.URL, originclient.WithHTTPClient(auth.Client(tr, scope, token, 0)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
 }
 
 // with returns a copy of e that reports to t (a subtest).

@@ -21,8 +21,6 @@ package origin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/httpx"
 	"github.com/p2pd/p2pd/internal/wire/originwire"
 	"github.com/p2pd/p2pd/peer/store"
@@ -89,19 +88,25 @@ type Deps struct {
 	// Gatherer is served on /metrics (default: Registry, if it is a
 	// Gatherer; otherwise /metrics is not served).
 	Gatherer prometheus.Gatherer
+	// Auth checks the signatures of requests (default nil: an open origin,
+	// where anyone who reaches it may push, read and delete). With it,
+	// pushes need the push token, deletes the admin token, and reads of
+	// blobs (list, summary, manifest, data) any of the announce, push and
+	// admin tokens. /healthz and /metrics stay open.
+	Auth *auth.Verifier
 }
 
 // Server is an origin. Create it with New; serve it with Serve, or mount
 // Handler.
 type Server struct {
-	cfg      Config
-	chunker  *chunker.Chunker
-	store    Store
-	seeder   Seeder
-	log      *slog.Logger
-	metrics  *metrics
-	handler  http.Handler
-	tokenSum [sha256.Size]byte // of Config.PushToken
+	cfg     Config
+	chunker *chunker.Chunker
+	store   Store
+	seeder  Seeder
+	log     *slog.Logger
+	metrics *metrics
+	handler http.Handler
+	auth    *auth.Verifier
 
 	locks keyLocks // per blob digest: commit, seed and delete
 	ops   opCount  // pushes and deletes in progress
@@ -139,14 +144,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Gatherer, _ = deps.Registry.(prometheus.Gatherer)
 	}
 	s := &Server{
-		cfg:      cfg,
-		chunker:  ch,
-		store:    deps.Store,
-		seeder:   deps.Seeder,
-		log:      deps.Logger,
-		tokenSum: sha256.Sum256([]byte(cfg.PushToken)),
-		blobs:    make(map[chunker.Digest]originwire.BlobInfo),
-		refs:     make(map[chunker.Digest]*chunkRef),
+		cfg:     cfg,
+		chunker: ch,
+		store:   deps.Store,
+		seeder:  deps.Seeder,
+		log:     deps.Logger,
+		auth:    deps.Auth,
+		blobs:   make(map[chunker.Digest]originwire.BlobInfo),
+		refs:    make(map[chunker.Digest]*chunkRef),
 	}
 	s.load()
 	s.metrics, err = newMetrics(deps.Registry, func() float64 {
@@ -206,13 +211,17 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	handle := func(pattern, route string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.instrument(route, h))
 	}
+	guard := func(h http.HandlerFunc, rule auth.Rule) http.HandlerFunc { return s.auth.Guard(h, rule).ServeHTTP }
+	read := auth.Rule{Scopes: []auth.Scope{auth.ScopeAnnounce, auth.ScopePush, auth.ScopeAdmin}}
+	admin := auth.Rule{Scopes: []auth.Scope{auth.ScopeAdmin}}
+	// A push checks its signature itself, to count refusals by result.
 	handle(originwire.RoutePushPut, "push", s.handlePush)
 	handle(originwire.RoutePushPost, "push", s.handlePush)
-	handle(originwire.RouteList, "list", s.handleList)
-	handle(originwire.RouteBlob, "blob", s.handleBlob)
-	handle(originwire.RouteManifest, "manifest", s.handleManifest)
-	handle(originwire.RouteData, "data", s.handleData)
-	handle(originwire.RouteDelete, "delete", s.handleDelete)
+	handle(originwire.RouteList, "list", guard(s.handleList, read))
+	handle(originwire.RouteBlob, "blob", guard(s.handleBlob, read))
+	handle(originwire.RouteManifest, "manifest", guard(s.handleManifest, read))
+	handle(originwire.RouteData, "data", guard(s.handleData, read))
+	handle(originwire.RouteDelete, "delete", guard(s.handleDelete, admin))
 	handle(originwire.RouteHealth, "healthz", s.handleHealth)
 	// The same paths without a method answer 405 in JSON.
 	handle(originwire.PathBlobs, "blobs", methodNotAllowed(http.MethodPut, http.MethodPost, http.MethodGet, http.MethodHead))
@@ -241,28 +250,8 @@ func methodNotAllowed(allow ...string) http.HandlerFunc {
 	return httpx.MethodNotAllowed(originwire.CodeMethodNotAllowed, allow...)
 }
 
-// authorize checks the bearer token of a push or delete, in constant time,
-// and answers 401 if it is missing or wrong.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
-	if s.cfg.PushToken == "" {
-		return true
-	}
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if ok && strings.EqualFold(scheme, "Bearer") {
-		// Hashing first makes the comparison independent of the lengths.
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 {
-			return true
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="p2pd-origin", error="invalid_token"`)
-		s.log.WarnContext(r.Context(), "wrong push token", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
-		writeError(w, http.StatusUnauthorized, originwire.CodeUnauthorized, "wrong bearer token")
-		return false
-	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="p2pd-origin"`)
-	writeError(w, http.StatusUnauthorized, originwire.CodeUnauthorized, "this origin needs a bearer token to push or delete")
-	return false
-}
+// pushRule is who may push: the push token, with the body streamed.
+var pushRule = auth.Rule{Scopes: []auth.Scope{auth.ScopePush}, StreamBody: true}
 
 // pathDigest parses the {digest} of a blob route, answering 400 if it is
 // malformed.
@@ -383,9 +372,6 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	s.ops.add()
 	defer s.ops.done()
-	if !s.authorize(w, r) {
-		return
-	}
 	d, ok := pathDigest(w, r)
 	if !ok {
 		return
@@ -452,7 +438,7 @@ func writeError(w http.ResponseWriter, code int, errCode, msg string) {
 // Serve waits for their rollback, so that the store can be closed when it
 // returns. It returns early with the error if serving fails. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.InfoContext(ctx, "origin starting", "auth", s.cfg.PushToken != "",
+	s.log.InfoContext(ctx, "origin starting", "auth", s.auth != nil,
 		"max_blob_size", s.cfg.MaxBlobSize, "chunker", s.chunker.Config())
 	// No read or write timeouts: a push or a download of a large blob may
 	// rightly take hours. StallTimeout catches stalled ones.

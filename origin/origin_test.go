@@ -20,6 +20,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/wire/originwire"
 	"github.com/p2pd/p2pd/origin/originclient"
@@ -28,7 +29,7 @@ import (
 
 func TestConfig(t *testing.T) {
 	d := Config{}.WithDefaults()
-	if d.ShutdownTimeout != 10*time.Second || d.StallTimeout != time.Minute || d.MaxBlobSize != 0 || d.PushToken != "" ||
+	if d.ShutdownTimeout != 10*time.Second || d.StallTimeout != time.Minute || d.MaxBlobSize != 0 ||
 		d.Chunker != (chunker.Config{}).WithDefaults() {
 		t.Fatalf("defaults: %+v", d)
 	}
@@ -44,8 +45,6 @@ func TestConfig(t *testing.T) {
 		{MaxBlobSize: -1},
 		{ShutdownTimeout: -1},
 		{StallTimeout: -1},
-		{PushToken: "two words"},
-		{PushToken: "tab\there"},
 		{Chunker: chunker.Config{AvgSize: 1000}},
 		{Chunker: chunker.Config{MinSize: 8}},
 	} {
@@ -63,20 +62,20 @@ func TestConfig(t *testing.T) {
 
 func TestConfigYAML(t *testing.T) {
 	var c Config
-	err := config.Decode([]byte("push_token: s3cret\nmax_blob_size: 1073741824\nshutdown_timeout: 5s\nstall_timeout: 30s\n"+
+	err := config.Decode([]byte("max_blob_size: 1073741824\nshutdown_timeout: 5s\nstall_timeout: 30s\n"+
 		"chunker:\n  min_size: 65536\n  avg_size: 262144\n  max_size: 1048576\n"), &c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c = c.WithDefaults()
-	if c.PushToken != "s3cret" || c.MaxBlobSize != 1<<30 || c.ShutdownTimeout != 5*time.Second || c.StallTimeout != 30*time.Second ||
+	if c.MaxBlobSize != 1<<30 || c.ShutdownTimeout != 5*time.Second || c.StallTimeout != 30*time.Second ||
 		c.Chunker.MinSize != 64<<10 || c.Chunker.AvgSize != 256<<10 || c.Chunker.MaxSize != 1<<20 || c.Chunker.Normalization != 2 {
 		t.Fatalf("decoded %+v", c)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := config.Decode([]byte("push_tokn: x\n"), &c); err == nil {
+	if err := config.Decode([]byte("max_blob_sise: 1\n"), &c); err == nil {
 		t.Fatal("unknown key accepted")
 	}
 }
@@ -311,15 +310,19 @@ func TestExpectedDigest(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	e := newEnv(t, Config{Chunker: smallChunks, PushToken: "s3cret"})
+	e := newClosedEnv(t, Config{Chunker: smallChunks})
 	ctx := context.Background()
 	data := chunkertest.Bytes(20, 1<<20)
 	empty := e.state()
+	stranger, _ := auth.GenerateToken()
 
 	for name, c := range map[string]*originclient.Client{
-		"no token":    e.newClient(),
-		"wrong token": e.newClient(originclient.WithToken("guess")),
-		"longer":      e.newClient(originclient.WithToken("s3cret-and-more")),
+		"no token":               e.newClient(),
+		"unknown token":          e.signedClient(auth.ScopePush, stranger),
+		"announce token":         e.signedClient(auth.ScopeAnnounce, e.keys.Announce),
+		"admin token":            e.signedClient(auth.ScopeAdmin, e.keys.Admin),
+		"announce token as push": e.signedClient(auth.ScopePush, e.keys.Announce),
+		"bearer push token":      e.newClient(originclient.WithToken(e.keys.Push)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, size := range []int64{int64(len(data)), -1} {
@@ -332,40 +335,43 @@ func TestAuth(t *testing.T) {
 					t.Errorf("Push(size %d) sent the whole body before it was refused", size)
 				}
 			}
-			if err := c.Delete(ctx, chunker.Sum(data)); !errors.Is(err, originclient.ErrUnauthorized) {
-				t.Fatalf("Delete = %v, want ErrUnauthorized", err)
-			}
-			// Reads need no token.
-			if _, err := c.List(ctx); err != nil {
-				t.Fatal(err)
-			}
 		})
 	}
 	e.checkState("after refused pushes", empty)
-	if e.pushes(resultUnauthorized) != 6 {
+	if e.pushes(resultUnauthorized) != 12 {
 		t.Fatalf("unauthorized pushes: %d", e.pushes(resultUnauthorized))
 	}
-
 	resp := e.rawError(http.MethodPut, originwire.PathBlobs, bytes.NewReader(data), nil, http.StatusUnauthorized, originwire.CodeUnauthorized)
-	if h := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") || strings.Contains(h, "invalid_token") {
-		t.Fatalf("WWW-Authenticate without a token: %q", h)
+	if h := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, auth.Scheme) {
+		t.Fatalf("WWW-Authenticate: %q", h)
 	}
-	resp = e.rawError(http.MethodPut, originwire.PathBlobs, bytes.NewReader(data), http.Header{"Authorization": {"Bearer nope"}},
-		http.StatusUnauthorized, originwire.CodeUnauthorized)
-	if h := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") || !strings.Contains(h, `error="invalid_token"`) {
-		t.Fatalf("WWW-Authenticate with a wrong token: %q", h)
-	}
-	e.rawError(http.MethodPut, originwire.PathBlobs, bytes.NewReader(data), http.Header{"Authorization": {"Basic czNjcmV0"}},
-		http.StatusUnauthorized, originwire.CodeUnauthorized)
 
-	// The right token, in any scheme case.
+	// The push token pushes; reads need any token; only admin deletes.
 	res := e.push(data, originclient.PushOptions{})
-	resp, _ = e.raw(http.MethodPut, originwire.PathBlobs, bytes.NewReader(data), http.Header{"Authorization": {"bearer s3cret"}})
-	if !res.Created || resp.StatusCode != http.StatusOK {
-		t.Fatalf("authorized pushes: created %v, then %d", res.Created, resp.StatusCode)
+	if !res.Created {
+		t.Fatal("the signed push did not create the blob")
 	}
-	if err := e.client.Delete(ctx, res.Digest); err != nil {
-		t.Fatal(err)
+	anon := e.newClient()
+	if _, err := anon.List(ctx); !errors.Is(err, originclient.ErrUnauthorized) {
+		t.Fatalf("anonymous List = %v", err)
+	}
+	if _, err := anon.Manifest(ctx, res.Digest); !errors.Is(err, originclient.ErrUnauthorized) {
+		t.Fatalf("anonymous Manifest = %v", err)
+	}
+	if _, err := anon.Fetch(ctx, res.Digest, 0, -1); !errors.Is(err, originclient.ErrUnauthorized) {
+		t.Fatalf("anonymous Fetch = %v", err)
+	}
+	member := e.signedClient(auth.ScopeAnnounce, e.keys.Announce)
+	if _, err := member.Manifest(ctx, res.Digest); err != nil {
+		t.Fatalf("member Manifest: %v", err)
+	}
+	for _, c := range []*originclient.Client{anon, member, e.client} {
+		if err := c.Delete(ctx, res.Digest); err == nil {
+			t.Fatal("a delete without the admin token succeeded")
+		}
+	}
+	if err := e.signedClient(auth.ScopeAdmin, e.keys.Admin).Delete(ctx, res.Digest); err != nil {
+		t.Fatalf("admin Delete: %v", err)
 	}
 }
 

@@ -41,6 +41,12 @@ type Config struct {
 	// EnableQUIC adds the QUIC transport (UDP) next to TCP. The listen
 	// addresses must then include a /quic-v1 one to accept QUIC.
 	EnableQUIC bool `yaml:"enable_quic"`
+	// PSK, if set, makes the host part of a private network: every
+	// connection, dialled or accepted, is encrypted with this key before
+	// the TLS handshake, so only hosts that hold it can connect. libp2p's
+	// QUIC transport does not support it: EnableQUIC must then be off.
+	// The daemon loads it from security.psk_file; it is never in YAML.
+	PSK []byte `yaml:"-"`
 	// IdentityFile holds the host's private key, created on first start,
 	// so that the peer ID survives restarts. Default: identity.key in the
 	// store's directory.
@@ -172,6 +178,10 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
+	case len(c.PSK) > 0 && len(c.PSK) != 32:
+		return bad("private network key is %d bytes, want 32", len(c.PSK))
+	case len(c.PSK) > 0 && c.EnableQUIC:
+		return bad("enable_quic cannot be used with a private network key (security.psk_file): libp2p's QUIC transport does not support private networks; turn QUIC off")
 	case !c.Role.Valid():
 		return bad("role %q: want %q or %q", c.Role, trackerwire.RolePeer, trackerwire.RoleOrigin)
 	case len(c.Zone) > trackerwire.MaxLabelLen || len(c.Rack) > trackerwire.MaxLabelLen:

@@ -48,7 +48,7 @@ func TransportOptions(enableQUIC bool, link *shape.Link) libp2p.Option {
 }
 
 // NewHost builds the libp2p host an Engine runs on, from cfg's
-// ListenAddrs and EnableQUIC, with identity key: TransportOptions, the
+// ListenAddrs, EnableQUIC and PSK (a private network), with identity key: TransportOptions, the
 // resource manager with ResourceLimits, and none of libp2p's discovery or
 // relaying (no mDNS, no DHT, no relay, no NAT port mapping, no libp2p
 // metrics on the global Prometheus registry). The caller owns the host and
@@ -60,8 +60,13 @@ func NewHost(cfg Config, key crypto.PrivKey, link *shape.Link) (host.Host, error
 	if err != nil {
 		return nil, fmt.Errorf("peer: resource manager: %w", err)
 	}
+	var pnetOpt libp2p.Option = func(*libp2p.Config) error { return nil }
+	if len(cfg.PSK) > 0 {
+		pnetOpt = libp2p.PrivateNetwork(cfg.PSK)
+	}
 	h, err := libp2p.New(
 		libp2p.Identity(key),
+		pnetOpt,
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
 		TransportOptions(cfg.EnableQUIC, link),
 		libp2p.ResourceManager(mgr),

@@ -3,6 +3,7 @@ package peer_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -32,4 +33,20 @@ func TestQUIC(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifyCopy(t, c.Peers[0], m, data)
+}
+
+// A private network key rules QUIC out, with an error that says so: libp2p's
+// QUIC transport would ignore the key and let anyone connect.
+func TestQUICRefusesPSK(t *testing.T) {
+	psk := bytes.Repeat([]byte{7}, 32)
+	err := peer.Config{EnableQUIC: true, PSK: psk}.Validate()
+	if !errors.Is(err, peer.ErrBadConfig) || !strings.Contains(err.Error(), "QUIC") {
+		t.Fatalf("QUIC with a PSK: %v", err)
+	}
+	if err := (peer.Config{PSK: psk[:31]}).Validate(); !errors.Is(err, peer.ErrBadConfig) {
+		t.Fatalf("31-byte PSK: %v", err)
+	}
+	if err := (peer.Config{PSK: psk}).Validate(); err != nil {
+		t.Fatalf("TCP with a PSK: %v", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/originclient"
@@ -76,10 +77,10 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 			t.Errorf("testbed: close cluster: %v", err)
 		}
 	})
-	if c.OriginClient, err = originclient.New(dc.Origin.URL("http")); err != nil {
+	if c.OriginClient, err = originclient.New(dc.Origin.URL("http"), originclient.WithHTTPClient(dc.Client(auth.ScopePush))); err != nil {
 		t.Fatal(err)
 	}
-	if c.TrackerClient, err = trackerclient.New(dc.Tracker.URL("http")); err != nil {
+	if c.TrackerClient, err = trackerclient.New(dc.Tracker.URL("http"), trackerclient.WithHTTPClient(dc.Client(auth.ScopeAdmin))); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range dc.Peers {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/origin/originclient"
@@ -52,7 +53,7 @@ type FanOut struct {
 // pulls it on every peer at once through their control APIs, then reads
 // every peer's copy back and checks its SHA-256.
 func RunFanOut(ctx context.Context, c *daemon.Cluster, size int64, seed uint64) (*FanOut, error) {
-	oc, err := originclient.New(c.Origin.URL("http"))
+	oc, err := originclient.New(c.Origin.URL("http"), originclient.WithHTTPClient(c.Client(auth.ScopePush)))
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func RunFanOut(ctx context.Context, c *daemon.Cluster, size int64, seed uint64) 
 			f.Failed++
 		}
 	}
-	tc, err := trackerclient.New(c.Tracker.URL("http"))
+	tc, err := trackerclient.New(c.Tracker.URL("http"), trackerclient.WithHTTPClient(c.Client(auth.ScopeAdmin)))
 	if err != nil {
 		return nil, err
 	}

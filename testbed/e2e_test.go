@@ -14,6 +14,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
@@ -84,8 +85,10 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 	t.Run("garbage announce gets 400", func(t *testing.T) {
+		member := c.Client(auth.ScopeAnnounce) // garbage from a member
+		defer member.CloseIdleConnections()
 		for _, body := range []string{"", "{", `{"blob":"sha256:zz"}`, strings.Repeat("x", 2<<20)} {
-			resp, err := http.Post(c.Tracker.URL("http")+"/v1/announce", "application/json", strings.NewReader(body))
+			resp, err := member.Post(c.Tracker.URL("http")+"/v1/announce", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}

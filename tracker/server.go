@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/clock"
 	"github.com/p2pd/p2pd/internal/httpx"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
@@ -48,6 +49,10 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	// Rand seeds the random choices of handouts (default: a random seed).
 	Rand *rand.Rand
+	// Auth checks the signatures of requests (default nil: an open
+	// tracker). Announces need the announce token; reading swarms the
+	// announce or the admin token. /healthz and /metrics stay open.
+	Auth *auth.Verifier
 }
 
 // Server is a tracker. Create it with New; serve it with Serve, or mount
@@ -61,6 +66,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	handler  http.Handler
+	auth     *auth.Verifier
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -107,6 +113,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:      deps.Logger,
 		metrics:  m,
 		rng:      deps.Rand,
+		auth:     deps.Auth,
 	}
 	s.handler = s.routes(deps.Gatherer)
 	return s, nil
@@ -124,9 +131,12 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	handle := func(pattern, route string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.instrument(route, h))
 	}
-	handle(trackerwire.RouteAnnounce, "announce", s.handleAnnounce)
-	handle(trackerwire.RouteSwarms, "swarms", s.handleSwarms)
-	handle(trackerwire.RouteSwarm, "swarm", s.handleSwarm)
+	guard := func(h http.HandlerFunc, scopes ...auth.Scope) http.HandlerFunc {
+		return s.auth.Guard(h, auth.Rule{Scopes: scopes}).ServeHTTP
+	}
+	handle(trackerwire.RouteAnnounce, "announce", guard(s.handleAnnounce, auth.ScopeAnnounce))
+	handle(trackerwire.RouteSwarms, "swarms", guard(s.handleSwarms, auth.ScopeAnnounce, auth.ScopeAdmin))
+	handle(trackerwire.RouteSwarm, "swarm", guard(s.handleSwarm, auth.ScopeAnnounce, auth.ScopeAdmin))
 	handle(trackerwire.RouteHealth, "healthz", s.handleHealth)
 	// The same paths without a method answer 405 in JSON.
 	handle(trackerwire.PathAnnounce, "announce", methodNotAllowed(http.MethodPost))
@@ -376,7 +386,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		stopSweep()
 		wg.Wait()
 	}()
-	s.log.InfoContext(ctx, "tracker starting", "announce_interval", s.cfg.AnnounceInterval, "peer_ttl", s.cfg.PeerTTL)
+	s.log.InfoContext(ctx, "tracker starting", "announce_interval", s.cfg.AnnounceInterval, "peer_ttl", s.cfg.PeerTTL, "auth", s.auth != nil)
 	err := httpx.Serve(ctx, ln, s.handler, httpx.ServerOptions{
 		Name:            "tracker",
 		Logger:          s.log,

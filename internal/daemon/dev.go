@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/tracker"
@@ -36,6 +38,15 @@ type DevConfig struct {
 	Origin  origin.Config  `yaml:"origin"`
 	Peer    peer.Config    `yaml:"peer"`
 	Log     LogConfig      `yaml:"log"`
+	// Security is every node's. Left empty, a dev cluster is closed all
+	// the same: RunDev generates a private network key and the three
+	// tokens into DataDir/credentials (see Cluster.Credentials), unless
+	// Open is set. A dev cluster serves plain HTTP unless Security names
+	// a certificate.
+	Security auth.Config `yaml:"security"`
+	// Open runs the cluster without credentials: anyone who can reach it
+	// may announce, push and fetch.
+	Open bool `yaml:"open"`
 }
 
 // WithDefaults fills zero fields.
@@ -63,7 +74,10 @@ func (c DevConfig) Validate() error {
 	if c.Peers < 0 || c.Peers > 1000 {
 		return fmt.Errorf("dev: peers %d is outside 0..1000", c.Peers)
 	}
-	return errors.Join(c.Tracker.Validate(), c.Origin.Validate(), c.Peer.Validate(), c.Log.Validate())
+	if c.Open && c.Security != (auth.Config{}) {
+		return errors.New("dev: open and security exclude each other")
+	}
+	return errors.Join(c.Tracker.Validate(), c.Origin.Validate(), c.Peer.Validate(), c.Log.Validate(), c.Security.Validate())
 }
 
 // Cluster is a running dev cluster.
@@ -72,7 +86,21 @@ type Cluster struct {
 	Origin  *Node
 	Peers   []*Node
 	DataDir string
-	tempDir bool
+	// Security is the nodes' credentials configuration; CredentialsDir
+	// the directory RunDev generated them into (empty if it did not).
+	Security       auth.Config
+	CredentialsDir string
+	// Credentials are the loaded credentials; Client makes HTTP clients
+	// that sign with them.
+	Credentials *auth.Credentials
+	tempDir     bool
+}
+
+// Client returns an HTTP client for the cluster's tracker and origin
+// that signs its requests with the token of scope (unsigned in an open
+// cluster).
+func (c *Cluster) Client(scope auth.Scope) *http.Client {
+	return c.Credentials.Client(scope, 0)
 }
 
 // RunDev starts a tracker, an origin and cfg.Peers peers, each through the
@@ -94,11 +122,27 @@ func RunDev(ctx context.Context, cfg DevConfig, lg *slog.Logger) (_ *Cluster, er
 			c.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	if c.Tracker, err = RunTracker(ctx, TrackerConfig{Listen: cfg.TrackerListen, Tracker: cfg.Tracker}, lg); err != nil {
+	c.Security = cfg.Security
+	if c.Security == (auth.Config{}) && !cfg.Open {
+		c.CredentialsDir = filepath.Join(c.DataDir, "credentials")
+		if _, serr := os.Stat(filepath.Join(c.CredentialsDir, auth.FilePSK)); serr == nil { // a data dir used before
+			c.Security, err = auth.DirConfig(c.CredentialsDir)
+		} else {
+			c.Security, err = auth.Generate(c.CredentialsDir, auth.GenerateOptions{})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
+		lg.Info("dev cluster is closed: credentials in "+c.CredentialsDir+" (p2pctl --credentials)", "dir", c.CredentialsDir)
+	}
+	if c.Credentials, err = c.Security.Load(); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	if c.Tracker, err = RunTracker(ctx, TrackerConfig{Listen: cfg.TrackerListen, Tracker: cfg.Tracker, Security: c.Security}, lg); err != nil {
 		return nil, err
 	}
 	node := func(name string) NodeConfig {
-		return NodeConfig{DataDir: filepath.Join(c.DataDir, name), Tracker: c.Tracker.URL("http"), Peer: cfg.Peer}
+		return NodeConfig{DataDir: filepath.Join(c.DataDir, name), Tracker: c.Tracker.URL("http"), Peer: cfg.Peer, Security: c.Security}
 	}
 	if c.Origin, err = RunOrigin(ctx, OriginConfig{NodeConfig: node("origin"), Listen: cfg.OriginListen, Origin: cfg.Origin}, lg); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,12 +20,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/p2pd/p2pd/internal/auth"
 )
 
 // Node is a running role. Close stops it; Done is closed when it has
 // stopped by itself or been closed.
 type Node struct {
 	Role string
+	// Scheme is "https" when the node's HTTP API serves TLS, else "http".
+	Scheme string
 	// Addrs maps a listener's name ("http", "control", "p2p") to its bound address.
 	Addrs  map[string]string
 	cancel context.CancelFunc
@@ -34,11 +39,39 @@ type Node struct {
 }
 
 func newNode(role string, cancel context.CancelFunc) *Node {
-	return &Node{Role: role, Addrs: map[string]string{}, cancel: cancel, done: make(chan struct{})}
+	return &Node{Role: role, Scheme: "http", Addrs: map[string]string{}, cancel: cancel, done: make(chan struct{})}
 }
 
-// URL returns "http://" + the named listener's address.
-func (n *Node) URL(name string) string { return "http://" + n.Addrs[name] }
+// URL returns the scheme and the named listener's address: "https://" for
+// the HTTP API of a node that serves TLS, else "http://".
+func (n *Node) URL(name string) string {
+	if name == "http" {
+		return n.Scheme + "://" + n.Addrs[name]
+	}
+	return "http://" + n.Addrs[name]
+}
+
+// listenAPI binds an HTTP API's listener, with TLS if cr has a server
+// certificate, and returns it with its URL scheme.
+func listenAPI(what, addr string, cr *auth.Credentials) (net.Listener, string, error) {
+	ln, err := listen(what, addr)
+	if err != nil {
+		return nil, "", err
+	}
+	if cr.ServerTLS == nil {
+		return ln, "http", nil
+	}
+	return tls.NewListener(ln, cr.ServerTLS), "https", nil
+}
+
+// loadSecurity loads the credentials c names.
+func loadSecurity(role string, c auth.Config) (*auth.Credentials, error) {
+	cr, err := c.Load()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", role, err)
+	}
+	return cr, nil
+}
 
 // Done is closed once the node has stopped.
 func (n *Node) Done() <-chan struct{} { return n.done }

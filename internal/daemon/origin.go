@@ -47,22 +47,27 @@ func RunOrigin(ctx context.Context, cfg OriginConfig, lg *slog.Logger) (*Node, e
 		return nil, fmt.Errorf("origin: %w", err)
 	}
 	lg = lg.With("role", "origin")
-	ln, err := listen("origin", cfg.Listen)
+	cr, err := loadSecurity("origin", cfg.Security)
 	if err != nil {
 		return nil, err
 	}
-	es, err := startEngine(ctx, cfg.NodeConfig, lg)
+	ln, scheme, err := listenAPI("origin", cfg.Listen, cr)
+	if err != nil {
+		return nil, err
+	}
+	es, err := startEngine(ctx, cfg.NodeConfig, cr, lg)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	srv, err := origin.New(cfg.Origin, origin.Deps{Store: es.store, Seeder: seeder{es.engine}, Logger: lg, Registry: es.reg, Gatherer: es.reg})
+	srv, err := origin.New(cfg.Origin, origin.Deps{Store: es.store, Seeder: seeder{es.engine}, Logger: lg, Registry: es.reg, Gatherer: es.reg, Auth: cr.Verifier()})
 	if err != nil {
 		ln.Close()
 		return nil, errors.Join(err, es.close(ctx))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	n := newNode("origin", cancel)
+	n.Scheme = scheme
 	n.Addrs["http"] = ln.Addr().String()
 	n.Addrs["p2p"] = es.engine.Addrs()[0]
 	n.run(ctx, func(ctx context.Context) error {

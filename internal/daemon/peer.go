@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
@@ -38,6 +39,11 @@ type NodeConfig struct {
 	Peer    peer.Config  `yaml:"peer"`
 	Store   store.Config `yaml:"store"`
 	Log     LogConfig    `yaml:"log"`
+	// Security closes the cluster: psk_file keeps outsiders off the
+	// peer-to-peer connections, announce_token_file signs the announces,
+	// ca_file trusts an https:// tracker's CA. An origin also serves its
+	// API with the push and admin tokens and cert_file/key_file.
+	Security auth.Config `yaml:"security"`
 	// Hooks are set by the testbed, never by a config file.
 	Hooks Hooks `yaml:"-"`
 }
@@ -71,7 +77,7 @@ func (c NodeConfig) validate() error {
 	if err := c.Peer.Validate(); err != nil {
 		return err
 	}
-	return c.Log.Validate()
+	return errors.Join(c.Log.Validate(), c.Security.Validate())
 }
 
 // engineStack is a store, a tracker client and a peer engine, started.
@@ -83,7 +89,7 @@ type engineStack struct {
 	tcURL  string
 }
 
-func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineStack, error) {
+func startEngine(ctx context.Context, c NodeConfig, cr *auth.Credentials, lg *slog.Logger) (*engineStack, error) {
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -91,7 +97,7 @@ func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineSta
 	if err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.New(c.Tracker)
+	tc, err := trackerclient.New(c.Tracker, trackerclient.WithHTTPClient(cr.Client(auth.ScopeAnnounce, trackerclient.DefaultTimeout)))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -101,6 +107,7 @@ func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineSta
 	if c.Hooks.WrapStore != nil {
 		ps = c.Hooks.WrapStore(st)
 	}
+	c.Peer.PSK = cr.PSK
 	eng, err := peer.New(c.Peer, peer.Deps{Store: ps, Tracker: tc, Logger: lg.With("component", "peer"), Registry: reg, Link: c.Hooks.Link})
 	if err != nil {
 		st.Close()
@@ -111,7 +118,8 @@ func startEngine(ctx context.Context, c NodeConfig, lg *slog.Logger) (*engineSta
 		st.Close()
 		return nil, err
 	}
-	lg.Info("peer engine started", "peer_id", eng.ID(), "addrs", eng.Addrs(), "tracker", c.Tracker)
+	lg.Info("peer engine started", "peer_id", eng.ID(), "addrs", eng.Addrs(), "tracker", c.Tracker,
+		"private_network", len(cr.PSK) > 0, "signed_announces", cr.Keys.Announce != "")
 	return &engineStack{store: st, engine: eng, tc: tc, reg: reg, tcURL: c.Tracker}, nil
 }
 
@@ -159,11 +167,15 @@ func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	lg = lg.With("role", "peer")
+	cr, err := loadSecurity("peer", cfg.Security)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := control.Listen(cfg.Control)
 	if err != nil {
 		return nil, err
 	}
-	es, err := startEngine(ctx, cfg.NodeConfig, lg)
+	es, err := startEngine(ctx, cfg.NodeConfig, cr, lg)
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/tracker"
 )
 
@@ -17,6 +19,10 @@ type TrackerConfig struct {
 	Listen  string         `yaml:"listen"`
 	Tracker tracker.Config `yaml:"tracker"`
 	Log     LogConfig      `yaml:"log"`
+	// Security: with announce_token_file, only signed announces and reads
+	// are served (admin_token_file lets admins read too); with cert_file
+	// and key_file, the API serves TLS.
+	Security auth.Config `yaml:"security"`
 }
 
 // WithDefaults fills zero fields.
@@ -30,10 +36,7 @@ func (c TrackerConfig) WithDefaults() TrackerConfig {
 
 // Validate reports why c cannot run.
 func (c TrackerConfig) Validate() error {
-	if err := c.Tracker.Validate(); err != nil {
-		return err
-	}
-	return c.Log.Validate()
+	return errors.Join(c.Tracker.Validate(), c.Log.Validate(), c.Security.Validate())
 }
 
 // RunTracker starts a tracker and returns once it is listening. Its
@@ -44,17 +47,22 @@ func RunTracker(ctx context.Context, cfg TrackerConfig, lg *slog.Logger) (*Node,
 		return nil, err
 	}
 	lg = lg.With("role", "tracker")
+	cr, err := loadSecurity("tracker", cfg.Security)
+	if err != nil {
+		return nil, err
+	}
 	reg := newRegistry()
-	srv, err := tracker.New(cfg.Tracker, tracker.Deps{Logger: lg, Registry: reg, Gatherer: reg})
+	srv, err := tracker.New(cfg.Tracker, tracker.Deps{Logger: lg, Registry: reg, Gatherer: reg, Auth: cr.Verifier()})
 	if err != nil {
 		return nil, fmt.Errorf("tracker: %w", err)
 	}
-	ln, err := listen("tracker", cfg.Listen)
+	ln, scheme, err := listenAPI("tracker", cfg.Listen, cr)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	n := newNode("tracker", cancel)
+	n.Scheme = scheme
 	n.Addrs["http"] = ln.Addr().String()
 	n.run(ctx, func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	return n, nil

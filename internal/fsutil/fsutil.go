@@ -30,8 +30,11 @@ type AtomicFile struct {
 	// TempDir holds the temp file; it must be on the final file's file
 	// system. Empty means the final file's directory.
 	TempDir string
-	// Perm is the new file's mode; zero means 0644.
+	// Perm is the new file's mode, set with chmod so that the umask does
+	// not change it; zero means 0644 unless ExactPerm is set.
 	Perm os.FileMode
+	// ExactPerm makes a zero Perm mean mode 0000.
+	ExactPerm bool
 	// OpenTemp creates the temp file (O_EXCL); tests replace it to inject
 	// faults. Nil means OpenExclusive.
 	OpenTemp func(path string) (*os.File, error)
@@ -40,9 +43,10 @@ type AtomicFile struct {
 	BeforeRename func(tmp, final string)
 }
 
-// OpenExclusive creates path for writing and fails if it exists.
+// OpenExclusive creates path for writing, mode 0600 (Write then sets the
+// final mode), and fails if it exists.
 func OpenExclusive(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // Write writes final with the bytes write produces. On any error the temp
@@ -63,12 +67,14 @@ func (a AtomicFile) Write(final string, write func(io.Writer) error) error {
 		return fmt.Errorf("create temp file for %s: %w", final, err)
 	}
 	perm := a.Perm
-	if perm == 0 {
+	if perm == 0 && !a.ExactPerm {
 		perm = 0o644
 	}
-	err = write(f)
+	// The mode is set before any byte is written: a secret is never
+	// readable by others, even for a moment.
+	err = f.Chmod(perm)
 	if err == nil {
-		err = f.Chmod(perm)
+		err = write(f)
 	}
 	if err == nil {
 		err = f.Sync()

@@ -31,7 +31,8 @@ var (
 	// ErrDigestMismatch: the pushed blob does not hash to the expected
 	// digest (400 DIGEST_MISMATCH); the origin kept nothing of it.
 	ErrDigestMismatch = errors.New("originclient: digest mismatch")
-	// ErrUnauthorized: the push token is missing or wrong (401).
+	// ErrUnauthorized: the request's token is missing or wrong (401), or
+	// its scope may not do this (403).
 	ErrUnauthorized = errors.New("originclient: unauthorized")
 	// ErrNotFound: no such blob (404).
 	ErrNotFound = errors.New("originclient: not found")
@@ -62,7 +63,7 @@ func errorKind(status int, code string) error {
 		return ErrBadRequest
 	case http.StatusRequestedRangeNotSatisfiable:
 		return ErrBadRequest
-	case http.StatusUnauthorized:
+	case http.StatusUnauthorized, http.StatusForbidden:
 		return ErrUnauthorized
 	case http.StatusNotFound:
 		return ErrNotFound

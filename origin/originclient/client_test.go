@@ -18,6 +18,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/wire/originwire"
 	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/peer/store"
@@ -45,12 +46,19 @@ var smallChunks = chunker.Config{MinSize: 16 << 10, AvgSize: 64 << 10, MaxSize: 
 // the server's URL (with the prefix).
 func newOrigin(t *testing.T, cfg origin.Config, prefix string) string {
 	t.Helper()
+	return newClosedOrigin(t, cfg, prefix, auth.Keys{})
+}
+
+// newClosedOrigin is newOrigin with an origin that needs requests signed
+// with keys.
+func newClosedOrigin(t *testing.T, cfg origin.Config, prefix string, keys auth.Keys) string {
+	t.Helper()
 	st, err := store.Open(store.DefaultConfig(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := origin.New(cfg, origin.Deps{Store: st, Logger: testLogger(t)})
+	srv, err := origin.New(cfg, origin.Deps{Store: st, Logger: testLogger(t), Auth: auth.NewVerifier(keys, auth.VerifierOptions{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,18 +136,33 @@ func TestAPIError(t *testing.T) {
 }
 
 func TestAgainstOrigin(t *testing.T) {
-	url := newOrigin(t, origin.Config{Chunker: smallChunks, PushToken: "tok", MaxBlobSize: 4 << 20}, "/p2pd")
-	c := newClient(t, url, WithToken("tok"), WithUserAgent("test/1"))
+	keys := auth.Keys{Announce: "announce-token-0123456789", Push: "push-token-0123456789", Admin: "admin-token-0123456789"}
+	url := newClosedOrigin(t, origin.Config{Chunker: smallChunks, MaxBlobSize: 4 << 20}, "/p2pd", keys)
+	signed := func(scope auth.Scope, opts ...Option) *Client {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		t.Cleanup(tr.CloseIdleConnections)
+		c, err := New(url, append([]Option{WithHTTPClient(auth.Client(tr, scope, keys.Get(scope), 0))}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := signed(auth.ScopePush, WithUserAgent("test/1"))
+	member := signed(auth.ScopeAnnounce)
+	admin := signed(auth.ScopeAdmin)
 	anon := newClient(t, url)
 	ctx := context.Background()
 	if err := anon.Health(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := anon.List(ctx); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("List without token = %v", err)
+	}
 	data := chunkertest.Bytes(1, 2<<20)
 	d := chunker.Sum(data)
 
 	_, err := anon.Push(ctx, bytes.NewReader(data), PushOptions{})
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "bearer token") {
+	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "signed request") {
 		t.Fatalf("Push without token = %v", err)
 	}
 	wrong := chunker.Sum([]byte("other"))
@@ -156,22 +179,22 @@ func TestAgainstOrigin(t *testing.T) {
 	if err != nil || !res.Created || res.Digest != d || res.Size != int64(len(data)) {
 		t.Fatalf("Push = %+v, %v", res, err)
 	}
-	info, err := anon.Stat(ctx, d)
+	info, err := member.Stat(ctx, d)
 	if err != nil || *info != res.BlobInfo {
 		t.Fatalf("Stat = %+v, %v", info, err)
 	}
-	list, err := anon.List(ctx)
+	list, err := member.List(ctx)
 	if err != nil || len(list) != 1 || list[0] != res.BlobInfo {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
-	m, err := anon.Manifest(ctx, d)
+	m, err := member.Manifest(ctx, d)
 	if err != nil || m.Digest != d || len(m.Chunks) != res.Chunks {
 		t.Fatalf("Manifest = %v", err)
 	}
 	if id, _ := m.ID(); id != res.ManifestDigest {
 		t.Fatalf("manifest ID %s, pushed %s", id, res.ManifestDigest)
 	}
-	rc, err := anon.Fetch(ctx, d, 1000, 5000)
+	rc, err := member.Fetch(ctx, d, 1000, 5000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,18 +203,21 @@ func TestAgainstOrigin(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data[1000:6000]) {
 		t.Fatalf("Fetch range: %d bytes, %v", len(got), err)
 	}
-	if rc, err := anon.Fetch(ctx, d, 0, 0); err != nil {
+	if rc, err := member.Fetch(ctx, d, 0, 0); err != nil {
 		t.Fatal(err)
 	} else if b, _ := io.ReadAll(rc); len(b) != 0 {
 		t.Fatal("zero-length fetch returned data")
 	}
-	if _, err := anon.Fetch(ctx, d, -1, 5); !errors.Is(err, ErrBadRequest) {
+	if _, err := member.Fetch(ctx, d, -1, 5); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("Fetch at a negative offset = %v", err)
 	}
 	if err := anon.Delete(ctx, d); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("Delete without token = %v", err)
 	}
-	if err := c.Delete(ctx, d); err != nil {
+	if err := c.Delete(ctx, d); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Delete with the push token = %v", err)
+	}
+	if err := admin.Delete(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Stat(ctx, d); !errors.Is(err, ErrNotFound) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/origin"
@@ -76,6 +77,10 @@ type cluster struct {
 	// that starts again keeps its link.
 	links []*shape.Link
 	fleet *fleet.Fleet
+	// security is every node's: the emulated fleet runs closed, like a
+	// real one (a private network key and tokens made for the run).
+	security auth.Config
+	creds    *auth.Credentials
 }
 
 // Run runs s in emulation mode and returns what it measured.
@@ -120,12 +125,18 @@ func (c *cluster) peerConfig() peer.Config {
 // origin.
 func (c *cluster) setup(ctx context.Context) error {
 	var err error
+	if c.security, err = auth.Generate(filepath.Join(c.dir, "credentials"), auth.GenerateOptions{}); err != nil {
+		return fmt.Errorf("emu: %w", err)
+	}
+	if c.creds, err = c.security.Load(); err != nil {
+		return fmt.Errorf("emu: %w", err)
+	}
 	c.trackerAddr = "127.0.0.1:0"
 	if c.tracker, err = c.runTracker(ctx); err != nil {
 		return err
 	}
 	c.trackerAddr = c.tracker.Addrs["http"]
-	if c.tc, err = trackerclient.New(c.tracker.URL("http")); err != nil {
+	if c.tc, err = trackerclient.New(c.tracker.URL("http"), trackerclient.WithHTTPClient(c.creds.Client(auth.ScopeAdmin, trackerclient.DefaultTimeout))); err != nil {
 		return err
 	}
 	for i := range c.s.Origins.Count {
@@ -134,7 +145,7 @@ func (c *cluster) setup(ctx context.Context) error {
 			return err
 		}
 		c.origins = append(c.origins, n)
-		oc, err := originclient.New(n.URL("http"))
+		oc, err := originclient.New(n.URL("http"), originclient.WithHTTPClient(c.creds.Client(auth.ScopePush, 0)))
 		if err != nil {
 			return err
 		}
@@ -155,8 +166,9 @@ func (c *cluster) setup(ctx context.Context) error {
 // runTracker starts a tracker on c.trackerAddr; it runs until closed.
 func (c *cluster) runTracker(ctx context.Context) (*daemon.Node, error) {
 	n, err := daemon.RunTracker(context.WithoutCancel(ctx), daemon.TrackerConfig{
-		Listen:  c.trackerAddr,
-		Tracker: tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
+		Listen:   c.trackerAddr,
+		Tracker:  tracker.Config{AnnounceInterval: c.o.AnnounceInterval},
+		Security: c.security,
 	}, c.log.With("node", "tracker"))
 	if err != nil {
 		return nil, fmt.Errorf("emu: tracker: %w", err)
@@ -168,10 +180,11 @@ func (c *cluster) runTracker(ctx context.Context) (*daemon.Node, error) {
 func (c *cluster) runOrigin(ctx context.Context, i int) (*daemon.Node, error) {
 	n, err := daemon.RunOrigin(context.WithoutCancel(ctx), daemon.OriginConfig{
 		NodeConfig: daemon.NodeConfig{
-			DataDir: filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
-			Tracker: "http://" + c.trackerAddr,
-			Peer:    c.peerConfig(),
-			Hooks:   daemon.Hooks{Link: c.s.OriginLink(i)},
+			DataDir:  filepath.Join(c.dir, fmt.Sprintf("origin-%d", i)),
+			Tracker:  "http://" + c.trackerAddr,
+			Peer:     c.peerConfig(),
+			Hooks:    daemon.Hooks{Link: c.s.OriginLink(i)},
+			Security: c.security,
 		},
 		Listen: "127.0.0.1:0",
 		Origin: origin.Config{Chunker: c.s.Blob.Chunker},
@@ -248,7 +261,7 @@ func (c *cluster) StartPeer(ctx context.Context, p scenario.Peer) (fleet.Node, e
 	// The node outlives the run's context, which ends before the copies
 	// are verified; Stop and the fleet's Close stop it.
 	n, err := daemon.RunPeer(context.WithoutCancel(ctx), daemon.PeerConfig{
-		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: "http://" + c.trackerAddr, Peer: cfg, Hooks: hooks},
+		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: "http://" + c.trackerAddr, Peer: cfg, Hooks: hooks, Security: c.security},
 		Control:    "127.0.0.1:0",
 	}, c.log.With("node", p.Name))
 	if err != nil {

@@ -41,6 +41,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/procstat"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
@@ -141,6 +142,10 @@ type cluster struct {
 	// peers are by scenario.Peer.Index.
 	peers []*peerHost
 	fleet *fleet.Fleet
+	// security is every process's: the fleet runs closed, like a real
+	// one, with credentials made for the run.
+	security auth.Config
+	creds    *auth.Credentials
 }
 
 // Warnings lists what netns mode cannot reproduce of s: latency, jitter
@@ -227,12 +232,19 @@ func (c *cluster) setup(ctx context.Context) error {
 	c.log.Info("netns network", "prefix", c.topo.prefix, "subnet", c.topo.net, "hosts", len(c.topo.hosts))
 	hosts := c.topo.hosts
 
+	if c.security, err = auth.Generate(filepath.Join(c.dir, "credentials"), auth.GenerateOptions{}); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
+	if c.creds, err = c.security.Load(); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
 	th := hosts[0]
 	c.trackerURL = fmt.Sprintf("http://%s:%d", th.addr, trackerPort)
 	cfg, err := c.writeConfig("tracker", map[string]any{
-		"listen":  fmt.Sprintf("%s:%d", th.addr, trackerPort),
-		"tracker": map[string]any{"announce_interval": announceInterval.String()},
-		"log":     logConfig,
+		"listen":   fmt.Sprintf("%s:%d", th.addr, trackerPort),
+		"tracker":  map[string]any{"announce_interval": announceInterval.String()},
+		"log":      logConfig,
+		"security": c.security,
 	})
 	if err != nil {
 		return err
@@ -240,7 +252,7 @@ func (c *cluster) setup(ctx context.Context) error {
 	if c.tracker, err = c.startProc(th, "tracker", "tracker", cfg); err != nil {
 		return err
 	}
-	if c.tc, err = trackerclient.New(c.trackerURL, trackerclient.WithHTTPClient(httpIn(th.ns, trackerclient.DefaultTimeout))); err != nil {
+	if c.tc, err = trackerclient.New(c.trackerURL, trackerclient.WithHTTPClient(c.httpIn(th.ns, auth.ScopeAdmin, trackerclient.DefaultTimeout))); err != nil {
 		return err
 	}
 	if err := c.tracker.waitReady(ctx, c.tc.Health); err != nil {
@@ -265,7 +277,7 @@ func (c *cluster) setup(ctx context.Context) error {
 		}
 		if h.cfg, err = c.writeConfig(p.Name, map[string]any{
 			"control": "unix:" + h.sock, "data_dir": h.dir, "tracker": c.trackerURL,
-			"peer": peerCfg, "log": logConfig,
+			"peer": peerCfg, "log": logConfig, "security": c.security,
 		}); err != nil {
 			return err
 		}
@@ -331,12 +343,13 @@ func (c *cluster) startProc(h *host, name, role, cfg string) (*proc, error) {
 	return p, nil
 }
 
-// httpIn returns an HTTP client whose connections are made inside ns.
-func httpIn(ns string, timeout time.Duration) *http.Client {
+// httpIn returns an HTTP client whose connections are made inside ns,
+// and whose requests are signed with the run's token for scope.
+func (c *cluster) httpIn(ns string, scope auth.Scope, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.DialContext = dialer{ns: ns}.DialContext
-	return &http.Client{Transport: tr, Timeout: timeout}
+	return auth.Client(tr, scope, c.creds.Keys.Get(scope), timeout)
 }
 
 // startOrigin starts origin i on h and pushes the blob to it.
@@ -350,7 +363,8 @@ func (c *cluster) startOrigin(ctx context.Context, i int, h *host) error {
 			"min_size": c.s.Blob.Chunker.MinSize, "avg_size": c.s.Blob.Chunker.AvgSize,
 			"max_size": c.s.Blob.Chunker.MaxSize, "normalization": c.s.Blob.Chunker.Normalization,
 		}},
-		"log": logConfig,
+		"log":      logConfig,
+		"security": c.security,
 	})
 	if err != nil {
 		return err
@@ -360,7 +374,7 @@ func (c *cluster) startOrigin(ctx context.Context, i int, h *host) error {
 		return err
 	}
 	c.origins = append(c.origins, p)
-	oc, err := originclient.New(fmt.Sprintf("http://%s:%d", h.addr, originPort), originclient.WithHTTPClient(httpIn(h.ns, 0)))
+	oc, err := originclient.New(fmt.Sprintf("http://%s:%d", h.addr, originPort), originclient.WithHTTPClient(c.httpIn(h.ns, auth.ScopePush, 0)))
 	if err != nil {
 		return err
 	}

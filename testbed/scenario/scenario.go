@@ -239,6 +239,20 @@ func (s Scenario) WithDefaults() Scenario {
 	return s
 }
 
+// safeName reports whether name can be a file name on its own: no path
+// separator, no "." or "..", nothing but [A-Za-z0-9._-].
+func safeName(name string) bool {
+	if name == "" || len(name) > 64 || name == "." || name == ".." {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate reports why s cannot run, wrapping ErrInvalid.
 func (s Scenario) Validate() error {
 	bad := func(format string, a ...any) error {
@@ -272,6 +286,11 @@ func (s Scenario) Validate() error {
 	for _, c := range s.Classes {
 		if names[c.Name] {
 			return bad("class %q is defined twice", c.Name)
+		}
+		// Peers' data directories, configs and logs are named after
+		// their class: a name must not reach outside the run's directory.
+		if !safeName(c.Name) {
+			return bad("class %q: a name is 1..64 letters, digits, '-', '_' or '.', and not . or ..", c.Name)
 		}
 		names[c.Name] = true
 		if c.Count < 0 {

@@ -29,6 +29,10 @@ var (
 	ErrBadRequest = errors.New("trackerclient: bad request")
 	// ErrNotFound: no such swarm (404).
 	ErrNotFound = errors.New("trackerclient: not found")
+	// ErrUnauthorized: the tracker needs a signed request, and this one's
+	// token is missing, wrong, stale or replayed (401), or its scope may
+	// not do this (403).
+	ErrUnauthorized = errors.New("trackerclient: unauthorized")
 	// ErrConflict: the announce contradicts the swarm (409).
 	ErrConflict = errors.New("trackerclient: conflict")
 	// ErrServer: any other error status.
@@ -51,6 +55,8 @@ func errorKind(status int, _ string) error {
 		return ErrNotFound
 	case http.StatusConflict:
 		return ErrConflict
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return ErrUnauthorized
 	}
 	return ErrServer
 }

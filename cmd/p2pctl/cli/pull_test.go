@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,8 +34,14 @@ func TestPullProgress(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	endpoints := []string{"--origin", c.Origin.URL("http"), "--peer", c.Peers[0].Addrs["control"]}
+	endpoints := []string{"--origin", c.Origin.URL("http"), "--peer", c.Peers[0].Addrs["control"], "--credentials", c.CredentialsDir}
 	const size = 4 << 20
+
+	// The cluster is closed: a push without its credentials is refused.
+	var errb bytes.Buffer
+	if code, _ := runTo(ctx, nil, &errb, "--origin", c.Origin.URL("http"), "push", writeFile(t, "blob", []byte("outsider"))); code != ExitDenied {
+		t.Fatalf("push without credentials: exit %d: %s", code, errb.String())
+	}
 
 	// pull pushes a fresh blob, so that every case is a real transfer, and
 	// pulls it to a file with stderr going to w. It returns stdout.
@@ -92,6 +99,35 @@ func TestPullProgress(t *testing.T) {
 		pull(t, 2, &stderr)
 		if stderr.Len() != 0 {
 			t.Fatalf("pull wrote on a non-terminal stderr: %q", stderr.String())
+		}
+	})
+	t.Run("mode", func(t *testing.T) {
+		data := chunkertest.Bytes(3, 64<<10)
+		var errb bytes.Buffer
+		code, out := runTo(ctx, nil, &errb, slices.Concat(endpoints, []string{"push", writeFile(t, "blob", data)})...)
+		if code != ExitOK {
+			t.Fatalf("push: exit %d: %s", code, errb.String())
+		}
+		digest := strings.TrimSpace(out)
+		// A umask that would narrow every mode does not change --mode.
+		old := syscall.Umask(0o077)
+		defer syscall.Umask(old)
+		for _, mode := range []os.FileMode{0o640, 0o604, 0o444, 0o000} {
+			file := filepath.Join(t.TempDir(), "copy")
+			code, out := runTo(ctx, nil, &errb, slices.Concat(endpoints, []string{"pull", digest, "-o", file, "--mode", fmt.Sprintf("%04o", mode)})...)
+			if code != ExitOK {
+				t.Fatalf("pull --mode %04o: exit %d: %s %s", mode, code, out, errb.String())
+			}
+			st, err := os.Stat(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != mode {
+				t.Errorf("--mode %04o wrote a file with mode %04o", mode, st.Mode().Perm())
+			}
+		}
+		if code, _ := runTo(ctx, nil, &errb, slices.Concat(endpoints, []string{"pull", digest, "-o", filepath.Join(t.TempDir(), "x"), "--mode", "1777"})...); code != ExitUsage {
+			t.Fatalf("--mode 1777: exit %d", code)
 		}
 	})
 }

@@ -2,19 +2,16 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/origin/originclient"
 )
 
 func newPushCmd(g *globals) *cobra.Command {
-	var (
-		expect string
-		token  string
-	)
+	var expect string
 	cmd := &cobra.Command{
 		Use:   "push FILE",
 		Short: "Upload a file to the origin, which chunks and seeds it; prints its digest",
@@ -23,8 +20,10 @@ chunks it on the fly, stores and pins the chunks, and seeds the blob to peers.
 It prints the blob digest (sha256:<hex>), which "p2pctl pull" takes.
 
 With --digest, the origin checks the blob against the expected digest and keeps
-nothing on a mismatch (exit code 3). The push token comes from --token, the
-config file's push_token, or $P2PD_PUSH_TOKEN.`,
+nothing on a mismatch (exit code 3). A closed origin needs the push token
+(--push-token, $P2PD_PUSH_TOKEN, the config's push_token, or push.token in
+--credentials DIR); the request is signed with it, the token itself is never
+sent.`,
 		Example: `  p2pctl push backup.tar
   pg_dump mydb | p2pctl push --json -`,
 		Args: exactArgs(1),
@@ -37,15 +36,9 @@ config file's push_token, or $P2PD_PUSH_TOKEN.`,
 				}
 				opts.ExpectedDigest = &d
 			}
-			if token == "" {
-				token = g.cfg.PushToken
-			}
-			if token == "" {
-				token = os.Getenv("P2PD_PUSH_TOKEN")
-			}
-			c, err := originclient.New(g.cfg.Origin, originclient.WithToken(token))
+			c, err := g.originClient(auth.ScopePush)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			defer c.CloseIdleConnections()
 			in, done, err := g.openInput(args[0], "push", -1)
@@ -66,6 +59,5 @@ config file's push_token, or $P2PD_PUSH_TOKEN.`,
 		},
 	}
 	cmd.Flags().StringVar(&expect, "digest", "", "expected blob digest; the origin keeps nothing if it differs")
-	cmd.Flags().StringVar(&token, "token", "", "origin push token (default: config push_token or $P2PD_PUSH_TOKEN)")
 	return cmd
 }

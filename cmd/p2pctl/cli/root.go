@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/origin/originclient"
@@ -28,6 +30,7 @@ const (
 	ExitMismatch = 3   // data does not match its manifest or digest
 	ExitBadInput = 4   // a manifest or other input is corrupt or inconsistent
 	ExitNotFound = 5   // the blob is unknown to the daemon, tracker or origin
+	ExitDenied   = 6   // the tracker or origin refused the credentials
 	ExitCanceled = 130 // interrupted
 )
 
@@ -38,6 +41,7 @@ const exitCodesHelp = `Exit codes:
   3    verification failed: data does not match the manifest
   4    bad input: corrupt, truncated or inconsistent manifest
   5    not found: no daemon, tracker or origin knows the blob
+  6    denied: the tracker or origin refused the token (missing, wrong, stale)
   130  interrupted`
 
 // Config is the p2pctl configuration file (--config), YAML.
@@ -49,10 +53,25 @@ type Config struct {
 	// Peer is the local peer daemon's control address: host:port on
 	// loopback or unix:/path (default 127.0.0.1:7402).
 	Peer string `yaml:"peer"`
-	// PushToken authenticates pushes to the origin.
-	PushToken string         `yaml:"push_token"`
-	Chunker   chunker.Config `yaml:"chunker"`
+	// Credentials is a directory p2pd init wrote: the tokens and CA it
+	// holds are used unless given otherwise.
+	Credentials string `yaml:"credentials"`
+	// PushToken signs pushes to the origin; AdminToken reads from the
+	// tracker and deletes from the origin.
+	PushToken  string `yaml:"push_token"`
+	AdminToken string `yaml:"admin_token"`
+	// CAFile is trusted for https:// trackers and origins.
+	CAFile  string         `yaml:"ca_file"`
+	Chunker chunker.Config `yaml:"chunker"`
 }
+
+// Environment variables, between the config file and the flags.
+const (
+	EnvCredentials = "P2PD_CREDENTIALS"
+	EnvPushToken   = "P2PD_PUSH_TOKEN"
+	EnvAdminToken  = "P2PD_ADMIN_TOKEN"
+	EnvCAFile      = "P2PD_CA_FILE"
+)
 
 // Defaults matching p2pd's default listeners (and p2pd dev's).
 const (
@@ -73,6 +92,10 @@ type globals struct {
 	minSize, avgSize, maxSize string
 	// endpoints; empty means the config file's value, then the default
 	tracker, origin, peer string
+	// credentials; empty means the environment's, then the config file's
+	credentials, pushToken, adminToken, caFile string
+	// creds are the loaded credentials (tokens and CA)
+	creds *auth.Credentials
 }
 
 // usageError marks errors that come from how the command was called.
@@ -108,6 +131,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, chunker.ErrBadConfig):
 		return ExitUsage
+	case errors.Is(err, originclient.ErrUnauthorized), errors.Is(err, trackerclient.ErrUnauthorized):
+		return ExitDenied
 	case errors.Is(err, originclient.ErrDigestMismatch):
 		return ExitMismatch
 	case errors.Is(err, controlclient.ErrNotFound), errors.Is(err, trackerclient.ErrNotFound), errors.Is(err, originclient.ErrNotFound):
@@ -155,6 +180,10 @@ a terminal only.
 	pf.StringVar(&g.tracker, "tracker", "", "tracker URL (default "+DefaultTracker+")")
 	pf.StringVar(&g.origin, "origin", "", "origin URL (default "+DefaultOrigin+")")
 	pf.StringVar(&g.peer, "peer", "", "local peer control address, host:port or unix:/path (default "+DefaultPeer+")")
+	pf.StringVar(&g.credentials, "credentials", "", "directory written by p2pd init (or p2pd dev): its tokens and CA (default $"+EnvCredentials+", then config credentials)")
+	pf.StringVar(&g.pushToken, "push-token", "", "token that signs pushes (default $"+EnvPushToken+", config push_token, then --credentials)")
+	pf.StringVar(&g.adminToken, "admin-token", "", "token that signs tracker reads and origin deletes (default $"+EnvAdminToken+", config admin_token, then --credentials)")
+	pf.StringVar(&g.caFile, "ca-file", "", "CA certificate to trust for https:// trackers and origins (default $"+EnvCAFile+", config ca_file, then --credentials)")
 	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g),
 		newPushCmd(g), newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g), newTestbedCmd(g))
 	return root
@@ -163,6 +192,9 @@ a terminal only.
 // load applies defaults < config file < flags.
 func (g *globals) load() error {
 	if err := config.LoadFile(g.configPath, &g.cfg); err != nil {
+		return err
+	}
+	if err := g.loadCredentials(); err != nil {
 		return err
 	}
 	for _, e := range []struct {
@@ -195,6 +227,80 @@ func (g *globals) load() error {
 }
 
 func (g *globals) chunker() (*chunker.Chunker, error) { return chunker.New(g.cfg.Chunker) }
+
+// loadCredentials applies config < environment < flags to the
+// credentials, fills what is still missing from the credentials
+// directory, and loads them.
+func (g *globals) loadCredentials() error {
+	for _, c := range []struct {
+		flag, env string
+		dst       *string
+	}{
+		{g.credentials, EnvCredentials, &g.cfg.Credentials}, {g.pushToken, EnvPushToken, &g.cfg.PushToken},
+		{g.adminToken, EnvAdminToken, &g.cfg.AdminToken}, {g.caFile, EnvCAFile, &g.cfg.CAFile},
+	} {
+		if v := os.Getenv(c.env); v != "" {
+			*c.dst = v
+		}
+		if c.flag != "" {
+			*c.dst = c.flag
+		}
+	}
+	var sec auth.Config
+	if g.cfg.Credentials != "" {
+		var err error
+		if sec, err = auth.DirConfig(g.cfg.Credentials); err != nil {
+			return usageError{err}
+		}
+	}
+	if g.cfg.CAFile != "" {
+		sec.CAFile = g.cfg.CAFile
+	}
+	sec.PSKFile, sec.AnnounceTokenFile, sec.CertFile, sec.KeyFile = "", "", "", "" // not p2pctl's
+	if g.cfg.PushToken != "" {
+		sec.PushTokenFile = ""
+	}
+	if g.cfg.AdminToken != "" {
+		sec.AdminTokenFile = ""
+	}
+	cr, err := sec.Load()
+	if err != nil {
+		return usageError{err}
+	}
+	for _, t := range []struct {
+		v   string
+		dst *string
+	}{{g.cfg.PushToken, &cr.Keys.Push}, {g.cfg.AdminToken, &cr.Keys.Admin}} {
+		if t.v == "" {
+			continue
+		}
+		if *t.dst, err = auth.ParseToken(t.v); err != nil {
+			return usageError{err}
+		}
+	}
+	g.creds = cr
+	return nil
+}
+
+// originClient returns a client of the origin whose requests are signed
+// with the token of scope, if p2pctl has one.
+func (g *globals) originClient(scope auth.Scope) (*originclient.Client, error) {
+	c, err := originclient.New(g.cfg.Origin, originclient.WithHTTPClient(g.creds.Client(scope, 0)))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// trackerClient returns a client of the tracker whose requests are signed
+// with the admin token, if p2pctl has one.
+func (g *globals) trackerClient() (*trackerclient.Client, error) {
+	c, err := trackerclient.New(g.cfg.Tracker, trackerclient.WithHTTPClient(g.creds.Client(auth.ScopeAdmin, trackerclient.DefaultTimeout)))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
 
 // printJSON writes v as indented JSON on stdout.
 func (g *globals) printJSON(v any) error {

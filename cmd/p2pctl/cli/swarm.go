@@ -16,7 +16,6 @@ import (
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
-	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
 
 func parseDigestArg(s string) (chunker.Digest, error) {
@@ -43,7 +42,8 @@ by the daemon as it arrives. On a terminal a progress bar shows the rate, the
 ETA and how many bytes came from peers and from the origin.
 
 With -o, the blob is then written to FILE atomically (temp file in the same
-directory, fsync, rename) with --mode permissions, and its SHA-256 is checked
+directory, fsync, rename) with exactly the --mode permissions (the umask does not
+apply), and its SHA-256 is checked
 again while writing: a mismatch leaves no file and exits with code 3. Without
 -o the blob stays in the daemon, which keeps seeding it.`,
 		Example: `  p2pctl pull sha256:4f2a… -o /var/backups/db.tar
@@ -116,7 +116,9 @@ func (g *globals) writeBlob(cmd *cobra.Command, c *controlclient.Client, d chunk
 		return err
 	}
 	defer rc.Close()
-	err = fsutil.AtomicFile{Perm: perm}.Write(path, func(w io.Writer) error {
+	// The mode is set with chmod, exactly as asked: the umask does not
+	// narrow it, and 0000 means 0000.
+	err = fsutil.AtomicFile{Perm: perm, ExactPerm: true}.Write(path, func(w io.Writer) error {
 		h := sha256.New()
 		if _, err := io.Copy(io.MultiWriter(w, h), rc); err != nil {
 			return err
@@ -202,9 +204,9 @@ origins and peers have served.`,
 			if err != nil {
 				return err
 			}
-			c, err := trackerclient.New(g.cfg.Tracker)
+			c, err := g.trackerClient()
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			defer c.CloseIdleConnections()
 			st, err := c.Swarm(cmd.Context(), d)

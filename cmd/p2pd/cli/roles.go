@@ -17,15 +17,17 @@ import (
 // nodeFlags are the flags the origin and peer roles share.
 type nodeFlags struct {
 	dataDir, tracker, p2pListen string
+	creds                       credsFlag
 }
 
 func (f *nodeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "directory for the chunk store and identity key (required)")
 	cmd.Flags().StringVar(&f.tracker, "tracker", "", "tracker URL (default "+daemon.DefaultTrackerURL+")")
 	cmd.Flags().StringVar(&f.p2pListen, "p2p-listen", "", "libp2p listen multiaddr (default /ip4/127.0.0.1/tcp/0)")
+	f.creds.add(cmd)
 }
 
-func (f *nodeFlags) apply(cmd *cobra.Command, c *daemon.NodeConfig) {
+func (f *nodeFlags) apply(cmd *cobra.Command, c *daemon.NodeConfig) error {
 	if cmd.Flags().Changed("data-dir") {
 		c.DataDir = f.dataDir
 	}
@@ -35,6 +37,7 @@ func (f *nodeFlags) apply(cmd *cobra.Command, c *daemon.NodeConfig) {
 	if cmd.Flags().Changed("p2p-listen") {
 		c.Peer.ListenAddrs = []string{f.p2pListen}
 	}
+	return f.creds.apply(&c.Security)
 }
 
 const nodeConfigHelp = `  data_dir: /var/lib/p2pd
@@ -48,12 +51,16 @@ const nodeConfigHelp = `  data_dir: /var/lib/p2pd
   store:
     capacity: 107374182400  # bytes, 0 = unlimited
     verify_on_read: first-read  # or always, never
-  log: {level: info, format: text}`
+  log: {level: info, format: text}
+  security:                 # see p2pd init; without it the cluster is open
+    psk_file: /etc/p2pd/swarm.key            # private network: only holders connect
+    announce_token_file: /etc/p2pd/announce.token
+    ca_file: /etc/p2pd/ca.crt                # trust an https:// tracker or origin`
 
 func newOriginCmd(stderr io.Writer) *cobra.Command {
 	var (
-		cfgPath, listen, token string
-		nf                     nodeFlags
+		cfgPath, listen string
+		nf              nodeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "origin",
@@ -64,10 +71,13 @@ announces every stored blob to the tracker and serves it over the peer
 protocol. Peers use it as a fallback; the tracker keeps its load low. Stored
 blobs survive restarts and are announced again.
 
+With security tokens (p2pd init), pushes need the push token, deletes the
+admin token, and reads any token; security.cert_file and key_file make the
+API serve TLS.
+
 Config (YAML, all optional but data_dir):
   listen: 127.0.0.1:7401
   origin:
-    push_token: secret      # bearer token for pushes and deletes
     max_blob_size: 0
     chunker: {min_size: 262144, avg_size: 1048576, max_size: 4194304}
 ` + nodeConfigHelp,
@@ -77,12 +87,11 @@ Config (YAML, all optional but data_dir):
 			if err := loadConfig(cfgPath, &cfg); err != nil {
 				return err
 			}
-			nf.apply(cmd, &cfg.NodeConfig)
+			if err := nf.apply(cmd, &cfg.NodeConfig); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
-			}
-			if cmd.Flags().Changed("push-token") {
-				cfg.Origin.PushToken = token
 			}
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return usageError{err}
@@ -96,7 +105,6 @@ Config (YAML, all optional but data_dir):
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "YAML config file")
 	cmd.Flags().StringVar(&listen, "listen", daemon.DefaultOriginListen, "push API listen address (port 0: any)")
-	cmd.Flags().StringVar(&token, "push-token", "", "bearer token required to push and delete")
 	nf.add(cmd)
 	return cmd
 }
@@ -126,7 +134,9 @@ Config (YAML, all optional but data_dir):
 			if err := loadConfig(cfgPath, &cfg); err != nil {
 				return err
 			}
-			nf.apply(cmd, &cfg.NodeConfig)
+			if err := nf.apply(cmd, &cfg.NodeConfig); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("control") {
 				cfg.Control = control
 			}
@@ -161,11 +171,16 @@ func newDevCmd(stdout, stderr io.Writer) *cobra.Command {
 control API on 127.0.0.1:7402, so that p2pctl works with no flags:
 
   p2pd dev --peers 5 &
-  p2pctl push backup.tar          # prints sha256:...
+  p2pctl --credentials DATA/credentials push backup.tar   # prints sha256:...
   p2pctl pull sha256:... -o copy.tar
 
 --any-ports binds every listener to a free port instead. Data lives in a
 temporary directory unless --data-dir is given.
+
+The cluster is closed, like a real one: dev generates a private network key
+and the push, announce and admin tokens into DATA/credentials and prints
+that directory; give it to p2pctl with --credentials (or P2PD_CREDENTIALS).
+--open runs without credentials instead.
 
 --demo SIZE runs the main job and exits: push a generated SIZE blob, pull it on
 every peer at once, print each peer's completion time, the bytes served by
@@ -218,7 +233,11 @@ any copy failed.`,
 			for i, p := range c.Peers {
 				fmt.Fprintf(stdout, "peer-%d   control %s  p2p %s\n", i, p.Addrs["control"], p.Addrs["p2p"])
 			}
-			fmt.Fprintf(stdout, "data     %s\n\n", c.DataDir)
+			fmt.Fprintf(stdout, "data     %s\n", c.DataDir)
+			if c.CredentialsDir != "" {
+				fmt.Fprintf(stdout, "closed   p2pctl --credentials %s (or export P2PD_CREDENTIALS=%[1]s)\n", c.CredentialsDir)
+			}
+			fmt.Fprintln(stdout)
 			if demo == "" {
 				fmt.Fprintln(stdout, "running; Ctrl-C stops")
 				select {
@@ -239,6 +258,7 @@ any copy failed.`,
 	cmd.Flags().IntVar(&peers, "peers", 3, "number of peers")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", "", "data directory (default: a temporary one, removed at exit)")
 	cmd.Flags().BoolVar(&anyPorts, "any-ports", false, "bind every listener to a free port")
+	cmd.Flags().BoolVar(&cfg.Open, "open", false, "run without credentials: anyone who reaches the cluster may use it")
 	cmd.Flags().StringVar(&demo, "demo", "", "run the fan-out demo with a blob of this size, then exit")
 	return cmd
 }

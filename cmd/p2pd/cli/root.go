@@ -39,6 +39,7 @@ each role:
   p2pd origin    accepts pushes, chunks and stores them, seeds them to peers
   p2pd peer      fetches blobs from other peers, verifies and serves them
   p2pd dev       a tracker, an origin and N peers in one process, no config
+  p2pd init      generate a cluster's credentials (keys, tokens, CA)
 
 Every role reads a YAML file (--config) with flags on top, logs each
 listener's real address (port 0 picks a free one), serves Prometheus metrics
@@ -52,7 +53,7 @@ Exit codes: 0 clean stop, 1 failure, 2 bad flags or config.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newTrackerCmd(stderr), newOriginCmd(stderr), newPeerCmd(stderr), newDevCmd(stdout, stderr))
+	root.AddCommand(newTrackerCmd(stderr), newOriginCmd(stderr), newPeerCmd(stderr), newDevCmd(stdout, stderr), newInitCmd(stdout))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
@@ -90,6 +91,7 @@ func newTrackerCmd(stderr io.Writer) *cobra.Command {
 	var (
 		cfgPath string
 		cfg     daemon.TrackerConfig
+		creds   credsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "tracker",
@@ -106,7 +108,12 @@ Config (YAML, all optional):
     peer_ttl: 15s
     handout_limit: 50
     max_origins: 2
-  log: {level: info, format: text}`,
+  log: {level: info, format: text}
+  security:                 # see p2pd init; without it anyone may announce
+    announce_token_file: /etc/p2pd/announce.token
+    admin_token_file: /etc/p2pd/admin.token
+    cert_file: /etc/p2pd/server.crt   # serve TLS
+    key_file: /etc/p2pd/server.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			listen := cfg.Listen
@@ -115,6 +122,9 @@ Config (YAML, all optional):
 			}
 			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
+			}
+			if err := creds.apply(&cfg.Security); err != nil {
+				return err
 			}
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return usageError{err}
@@ -128,5 +138,6 @@ Config (YAML, all optional):
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "YAML config file")
 	cmd.Flags().StringVar(&cfg.Listen, "listen", daemon.DefaultTrackerListen, "HTTP listen address (port 0: any)")
+	creds.add(cmd)
 	return cmd
 }
