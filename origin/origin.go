@@ -36,6 +36,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/httpx"
@@ -89,6 +90,9 @@ type Deps struct {
 	// Gatherer is served on /metrics (default: Registry, if it is a
 	// Gatherer; otherwise /metrics is not served).
 	Gatherer prometheus.Gatherer
+	// Upstream, if set, is the registries the image routes pull from
+	// (default: none; the image routes answer REGISTRY_UNKNOWN).
+	Upstream Upstream
 }
 
 // Server is an origin. Create it with New; serve it with Serve, or mount
@@ -105,6 +109,10 @@ type Server struct {
 
 	locks keyLocks // per blob digest: commit, seed and delete
 	ops   opCount  // pushes and deletes in progress
+
+	upstream Upstream
+	images   *imageMetrics
+	ingests  singleflight.Group // by blob digest
 
 	mu    sync.Mutex
 	blobs map[chunker.Digest]originwire.BlobInfo // by blob digest
@@ -147,6 +155,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		tokenSum: sha256.Sum256([]byte(cfg.PushToken)),
 		blobs:    make(map[chunker.Digest]originwire.BlobInfo),
 		refs:     make(map[chunker.Digest]*chunkRef),
+		upstream: deps.Upstream,
 	}
 	s.load()
 	s.metrics, err = newMetrics(deps.Registry, func() float64 {
@@ -155,6 +164,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return float64(len(s.blobs))
 	})
 	if err != nil {
+		return nil, err
+	}
+	if s.images, err = newImageMetrics(deps.Registry); err != nil {
 		return nil, err
 	}
 	s.handler = s.routes(deps.Gatherer)
@@ -214,6 +226,16 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	handle(originwire.RouteData, "data", s.handleData)
 	handle(originwire.RouteDelete, "delete", s.handleDelete)
 	handle(originwire.RouteHealth, "healthz", s.handleHealth)
+	handle(originwire.RouteImageManifest, "image_manifest", s.handleImageManifest)
+	handle(originwire.RouteImageBlob, "image_blob", s.handleImageBlob)
+	handle(originwire.RouteImagePreheat, "image_preheat", func(w http.ResponseWriter, r *http.Request) {
+		if s.authorize(w, r) {
+			s.handleImagePreheat(w, r)
+		}
+	})
+	handle(originwire.PathImageManifest, "image_manifest", methodNotAllowed(http.MethodGet, http.MethodHead))
+	handle(originwire.PathImageBlob, "image_blob", methodNotAllowed(http.MethodPost))
+	handle(originwire.PathImagePreheat, "image_preheat", methodNotAllowed(http.MethodPost))
 	// The same paths without a method answer 405 in JSON.
 	handle(originwire.PathBlobs, "blobs", methodNotAllowed(http.MethodPut, http.MethodPost, http.MethodGet, http.MethodHead))
 	handle(originwire.PatternBlob, "blob", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodDelete))
