@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
@@ -61,8 +62,9 @@ func RunOrigin(ctx context.Context, cfg OriginConfig, lg *slog.Logger) (*Node, e
 		return nil, err
 	}
 	deps := origin.Deps{Store: es.store, Seeder: seeder{es.engine}, Logger: lg, Registry: es.reg, Gatherer: es.reg}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if len(cfg.Upstream.Registries) > 0 {
-		up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: lg.With("component", "upstream")})
+		up, err := upstream.New(cfg.Upstream, upstream.Deps{Transport: tr, Logger: lg.With("component", "upstream")})
 		if err != nil {
 			ln.Close()
 			return nil, errors.Join(err, es.close(ctx))
@@ -80,6 +82,7 @@ func RunOrigin(ctx context.Context, cfg OriginConfig, lg *slog.Logger) (*Node, e
 	n.Addrs["p2p"] = es.engine.Addrs()[0]
 	n.run(ctx, func(ctx context.Context) error {
 		err := srv.Serve(ctx, ln)
+		tr.CloseIdleConnections()
 		return errors.Join(err, es.close(ctx))
 	})
 	return n, nil

@@ -17,8 +17,8 @@ import (
 	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
-	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/origin/originclient"
+	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/peer/control"
 	"github.com/p2pd/p2pd/peer/mirror"
 	"github.com/p2pd/p2pd/peer/store"
@@ -196,8 +196,9 @@ func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error
 		return nil, err
 	}
 	var mir *mirror.Server
+	var oc *originclient.Client
 	if mln != nil {
-		oc, err := originclient.New(cfg.Mirror.WithDefaults().Origin, originclient.WithUserAgent("p2pd-mirror"))
+		oc, err = originclient.New(cfg.Mirror.WithDefaults().Origin, originclient.WithUserAgent("p2pd-mirror"))
 		if err == nil {
 			mir, err = mirror.New(cfg.Mirror, mirror.Deps{Origin: oc, Blobs: engineAdapter{es}, Logger: lg.With("component", "mirror"), Registry: es.reg})
 		}
@@ -211,7 +212,10 @@ func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error
 	fns := []func(context.Context) error{}
 	if mir != nil {
 		n.Addrs["mirror"] = mln.Addr().String()
-		fns = append(fns, func(ctx context.Context) error { return mir.Serve(ctx, mln) })
+		fns = append(fns, func(ctx context.Context) error {
+			defer oc.CloseIdleConnections()
+			return mir.Serve(ctx, mln)
+		})
 	}
 	n.Addrs["control"] = ln.Addr().String()
 	if ln.Addr().Network() == "unix" {
