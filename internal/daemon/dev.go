@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/origin"
+	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/mirror"
 	"github.com/p2pd/p2pd/tracker"
 )
 
@@ -30,6 +32,13 @@ type DevConfig struct {
 	TrackerListen string `yaml:"tracker_listen"`
 	OriginListen  string `yaml:"origin_listen"`
 	ControlListen string `yaml:"control_listen"`
+	// MirrorListen is the first peer's registry mirror (default
+	// DefaultMirrorListen; the others pick free ports); "off" runs no
+	// mirrors.
+	MirrorListen string `yaml:"mirror_listen"`
+	// Upstream is the origin's upstream container registries, which the
+	// mirrors pull images through (none by default).
+	Upstream upstream.Config `yaml:"upstream"`
 	// Tracker, Origin and Peer tune the components; a dev cluster announces
 	// every second by default, so that it converges quickly.
 	Tracker tracker.Config `yaml:"tracker"`
@@ -52,6 +61,9 @@ func (c DevConfig) WithDefaults() DevConfig {
 	if c.ControlListen == "" {
 		c.ControlListen = DefaultControlListen
 	}
+	if c.MirrorListen == "" {
+		c.MirrorListen = DefaultMirrorListen
+	}
 	if c.Tracker.AnnounceInterval == 0 {
 		c.Tracker.AnnounceInterval = time.Second
 	}
@@ -63,7 +75,7 @@ func (c DevConfig) Validate() error {
 	if c.Peers < 0 || c.Peers > 1000 {
 		return fmt.Errorf("dev: peers %d is outside 0..1000", c.Peers)
 	}
-	return errors.Join(c.Tracker.Validate(), c.Origin.Validate(), c.Peer.Validate(), c.Log.Validate())
+	return errors.Join(c.Tracker.Validate(), c.Origin.Validate(), c.Peer.Validate(), c.Log.Validate(), c.Upstream.Validate())
 }
 
 // Cluster is a running dev cluster.
@@ -100,15 +112,19 @@ func RunDev(ctx context.Context, cfg DevConfig, lg *slog.Logger) (_ *Cluster, er
 	node := func(name string) NodeConfig {
 		return NodeConfig{DataDir: filepath.Join(c.DataDir, name), Tracker: c.Tracker.URL("http"), Peer: cfg.Peer}
 	}
-	if c.Origin, err = RunOrigin(ctx, OriginConfig{NodeConfig: node("origin"), Listen: cfg.OriginListen, Origin: cfg.Origin}, lg); err != nil {
+	if c.Origin, err = RunOrigin(ctx, OriginConfig{NodeConfig: node("origin"), Listen: cfg.OriginListen, Origin: cfg.Origin, Upstream: cfg.Upstream}, lg); err != nil {
 		return nil, err
 	}
 	for i := range cfg.Peers {
-		ctl := "127.0.0.1:0"
+		ctl, mir := "127.0.0.1:0", "127.0.0.1:0"
 		if i == 0 {
-			ctl = cfg.ControlListen
+			ctl, mir = cfg.ControlListen, cfg.MirrorListen
 		}
-		p, err := RunPeer(ctx, PeerConfig{NodeConfig: node(fmt.Sprintf("peer-%d", i)), Control: ctl}, lg.With("peer", i))
+		if cfg.MirrorListen == "off" {
+			mir = "off"
+		}
+		p, err := RunPeer(ctx, PeerConfig{NodeConfig: node(fmt.Sprintf("peer-%d", i)), Control: ctl,
+			Mirror: mirror.Config{Listen: mir, Origin: c.Origin.URL("http")}}, lg.With("peer", i))
 		if err != nil {
 			return nil, err
 		}

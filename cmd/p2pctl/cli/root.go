@@ -156,7 +156,7 @@ a terminal only.
 	pf.StringVar(&g.origin, "origin", "", "origin URL (default "+DefaultOrigin+")")
 	pf.StringVar(&g.peer, "peer", "", "local peer control address, host:port or unix:/path (default "+DefaultPeer+")")
 	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g),
-		newPushCmd(g), newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g), newTestbedCmd(g))
+		newPushCmd(g), newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g), newTestbedCmd(g), newImageCmd(g))
 	return root
 }
 

@@ -235,7 +235,7 @@ any copy failed.`,
 			}()
 			fmt.Fprintf(stdout, "tracker  %s\norigin   %s\n", c.Tracker.URL("http"), c.Origin.URL("http"))
 			for i, p := range c.Peers {
-				fmt.Fprintf(stdout, "peer-%d   control %s  p2p %s\n", i, p.Addrs["control"], p.Addrs["p2p"])
+				fmt.Fprintf(stdout, "peer-%d   control %s  p2p %s  mirror %s\n", i, p.Addrs["control"], p.Addrs["p2p"], p.Addrs["mirror"])
 			}
 			fmt.Fprintf(stdout, "data     %s\n\n", c.DataDir)
 			if demo == "" {
