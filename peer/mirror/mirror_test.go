@@ -41,14 +41,15 @@ func TestMain(m *testing.M) {
 // cluster is a tracker, an origin with upstreams and peers with mirrors,
 // all through internal/daemon as p2pd runs them.
 type cluster struct {
-	t       *testing.T
-	dir     string
+	t        testing.TB
+	dir      string
+	peerDirs []string
 	tracker *daemon.Node
 	origin  *daemon.Node
 	peers   []*daemon.Node
 }
 
-func newCluster(t *testing.T, ups []upstream.Registry) *cluster {
+func newCluster(t testing.TB, ups []upstream.Registry) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir()}
 	ctx := context.Background()
@@ -100,12 +101,13 @@ func (c *cluster) addPeer(wrap func(peer.Store) peer.Store) *daemon.Node {
 	}
 	c.t.Cleanup(func() { c.close(p) })
 	c.peers = append(c.peers, p)
+	c.peerDirs = append(c.peerDirs, nc.DataDir)
 	return p
 }
 
 // waitComplete polls the tracker until n peers are complete in the swarm
 // of every blob of idx: the next puller finds them there.
-func (c *cluster) waitComplete(t *testing.T, idx v1.ImageIndex, n int) {
+func (c *cluster) waitComplete(t testing.TB, idx v1.ImageIndex, n int) {
 	t.Helper()
 	tc, err := trackerclient.New(c.tracker.URL("http"))
 	if err != nil {
