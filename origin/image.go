@@ -276,8 +276,51 @@ type imageManifest struct {
 	} `json:"layers"`
 }
 
-// maxIndexManifests bounds the platforms preheat follows in an index.
-const maxIndexManifests = 64
+// maxIndexManifests bounds the platforms preheat follows in an index, and
+// maxManifestBlobs the layers of one image.
+const (
+	maxIndexManifests = 64
+	maxManifestBlobs  = 1024
+)
+
+// ParseImageManifest decodes an OCI or Docker image manifest or index (at
+// most originwire.MaxImageManifestSize bytes) into the digests of the
+// manifests an index lists, and of the config and layers an image
+// manifest names, each checked to be a sha256 digest.
+func ParseImageManifest(b []byte) (children []string, blobs []chunker.Digest, err error) {
+	if len(b) > originwire.MaxImageManifestSize {
+		return nil, nil, fmt.Errorf("%w: %d bytes", upstream.ErrTooLarge, len(b))
+	}
+	var im imageManifest
+	if err := json.Unmarshal(b, &im); err != nil {
+		return nil, nil, fmt.Errorf("decoding the manifest: %w", err)
+	}
+	if len(im.Manifests) > maxIndexManifests || len(im.Layers) > maxManifestBlobs {
+		return nil, nil, fmt.Errorf("%w: %d manifests and %d layers, the limits are %d and %d",
+			upstream.ErrTooLarge, len(im.Manifests), len(im.Layers), maxIndexManifests, maxManifestBlobs)
+	}
+	for _, m := range im.Manifests {
+		if !upstream.IsDigest(m.Digest) {
+			return nil, nil, fmt.Errorf("index entry %q is not a sha256 digest", m.Digest)
+		}
+		children = append(children, m.Digest)
+	}
+	names := []string{}
+	if im.Config.Digest != "" {
+		names = append(names, im.Config.Digest)
+	}
+	for _, l := range im.Layers {
+		names = append(names, l.Digest)
+	}
+	for _, n := range names {
+		d, err := chunker.ParseDigest(n)
+		if err != nil || !upstream.IsDigest(n) {
+			return nil, nil, fmt.Errorf("blob %q is not a sha256 digest", n)
+		}
+		blobs = append(blobs, d)
+	}
+	return children, blobs, nil
+}
 
 func (s *Server) handleImagePreheat(w http.ResponseWriter, r *http.Request) {
 	if s.noUpstream(w) {
@@ -298,23 +341,19 @@ func (s *Server) handleImagePreheat(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Digest = top.Digest
 	queue := []*upstream.Manifest{top}
-	seen := map[string]bool{}
+	seen := map[chunker.Digest]bool{}
 	for len(queue) > 0 {
 		m := queue[0]
 		queue = queue[1:]
 		out.Manifests = append(out.Manifests, m.Digest)
-		var im imageManifest
-		if err := json.Unmarshal(m.Body, &im); err != nil {
+		children, blobs, err := ParseImageManifest(m.Body)
+		if err != nil {
 			writeError(w, http.StatusBadGateway, originwire.CodeUpstreamUnavailable, fmt.Sprintf("manifest %s: %v", m.Digest, err))
 			return
 		}
-		if len(im.Manifests) > maxIndexManifests {
-			writeError(w, http.StatusBadGateway, originwire.CodeTooLarge, fmt.Sprintf("index %s lists %d manifests, the limit is %d", m.Digest, len(im.Manifests), maxIndexManifests))
-			return
-		}
-		for _, c := range im.Manifests {
-			if m == top { // an index: follow each platform's manifest once
-				cm, err := s.upstream.Manifest(ctx, registry, repo, c.Digest)
+		if m == top { // an index: follow each platform's manifest once
+			for _, c := range children {
+				cm, err := s.upstream.Manifest(ctx, registry, repo, c)
 				if err != nil {
 					s.imageError(w, r, originwire.CodeManifestUnknown, err)
 					return
@@ -322,24 +361,12 @@ func (s *Server) handleImagePreheat(w http.ResponseWriter, r *http.Request) {
 				queue = append(queue, cm)
 			}
 		}
-		blobs := []string{}
-		if im.Config.Digest != "" {
-			blobs = append(blobs, im.Config.Digest)
-		}
-		for _, l := range im.Layers {
-			blobs = append(blobs, l.Digest)
-		}
 		for _, b := range blobs {
 			if seen[b] {
 				continue
 			}
 			seen[b] = true
-			d, err := chunker.ParseDigest(b)
-			if err != nil {
-				writeError(w, http.StatusBadGateway, originwire.CodeUpstreamUnavailable, fmt.Sprintf("manifest %s: blob %q: %v", m.Digest, b, err))
-				return
-			}
-			info, err := s.ingest(ctx, registry, repo, d)
+			info, err := s.ingest(ctx, registry, repo, b)
 			if err != nil {
 				s.ingestError(w, r, err)
 				return
