@@ -34,6 +34,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/auth"
@@ -94,6 +95,9 @@ type Deps struct {
 	// blobs (list, summary, manifest, data) any of the announce, push and
 	// admin tokens. /healthz and /metrics stay open.
 	Auth *auth.Verifier
+	// Upstream, if set, is the registries the image routes pull from
+	// (default: none; the image routes answer REGISTRY_UNKNOWN).
+	Upstream Upstream
 }
 
 // Server is an origin. Create it with New; serve it with Serve, or mount
@@ -110,6 +114,10 @@ type Server struct {
 
 	locks keyLocks // per blob digest: commit, seed and delete
 	ops   opCount  // pushes and deletes in progress
+
+	upstream Upstream
+	images   *imageMetrics
+	ingests  singleflight.Group // by blob digest
 
 	mu    sync.Mutex
 	blobs map[chunker.Digest]originwire.BlobInfo // by blob digest
@@ -144,14 +152,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Gatherer, _ = deps.Registry.(prometheus.Gatherer)
 	}
 	s := &Server{
-		cfg:     cfg,
-		chunker: ch,
-		store:   deps.Store,
-		seeder:  deps.Seeder,
-		log:     deps.Logger,
-		auth:    deps.Auth,
-		blobs:   make(map[chunker.Digest]originwire.BlobInfo),
-		refs:    make(map[chunker.Digest]*chunkRef),
+		cfg:      cfg,
+		chunker:  ch,
+		store:    deps.Store,
+		seeder:   deps.Seeder,
+		log:      deps.Logger,
+		auth:     deps.Auth,
+		blobs:    make(map[chunker.Digest]originwire.BlobInfo),
+		refs:     make(map[chunker.Digest]*chunkRef),
+		upstream: deps.Upstream,
 	}
 	s.load()
 	s.metrics, err = newMetrics(deps.Registry, func() float64 {
@@ -160,6 +169,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return float64(len(s.blobs))
 	})
 	if err != nil {
+		return nil, err
+	}
+	if s.images, err = newImageMetrics(deps.Registry); err != nil {
 		return nil, err
 	}
 	s.handler = s.routes(deps.Gatherer)
@@ -223,6 +235,12 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	handle(originwire.RouteData, "data", guard(s.handleData, read))
 	handle(originwire.RouteDelete, "delete", guard(s.handleDelete, admin))
 	handle(originwire.RouteHealth, "healthz", s.handleHealth)
+	handle(originwire.RouteImageManifest, "image_manifest", guard(s.handleImageManifest, read))
+	handle(originwire.RouteImageBlob, "image_blob", guard(s.handleImageBlob, read))
+	handle(originwire.RouteImagePreheat, "image_preheat", guard(s.handleImagePreheat, auth.Rule{Scopes: []auth.Scope{auth.ScopePush}}))
+	handle(originwire.PathImageManifest, "image_manifest", methodNotAllowed(http.MethodGet, http.MethodHead))
+	handle(originwire.PathImageBlob, "image_blob", methodNotAllowed(http.MethodPost))
+	handle(originwire.PathImagePreheat, "image_preheat", methodNotAllowed(http.MethodPost))
 	// The same paths without a method answer 405 in JSON.
 	handle(originwire.PathBlobs, "blobs", methodNotAllowed(http.MethodPut, http.MethodPost, http.MethodGet, http.MethodHead))
 	handle(originwire.PatternBlob, "blob", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodDelete))

@@ -10,6 +10,7 @@ import (
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/originclient"
+	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
 	"github.com/p2pd/p2pd/tracker"
@@ -23,6 +24,9 @@ type Options struct {
 	Tracker tracker.Config
 	Origin  origin.Config
 	Peer    peer.Config
+	// Upstream is the origin's upstream registries for the peers'
+	// registry mirrors (each peer runs one on a free port).
+	Upstream upstream.Config
 	// Logger receives every node's logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -49,6 +53,8 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 		TrackerListen: "127.0.0.1:0",
 		OriginListen:  "127.0.0.1:0",
 		ControlListen: "127.0.0.1:0",
+		MirrorListen:  "127.0.0.1:0",
+		Upstream:      o.Upstream,
 		Tracker:       o.Tracker,
 		Origin:        o.Origin,
 		Peer:          o.Peer,

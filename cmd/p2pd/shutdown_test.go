@@ -194,7 +194,7 @@ func newCluster(t *testing.T) *cluster {
 		"listen: 127.0.0.1:0\ndata_dir: %s\ntracker: %s\npeer: {upload_rate: %d}\nlog: {format: json}\n",
 		filepath.Join(c.dir, "origin"), c.trackerURL, uploadRate))
 	c.peerCfg = writeConfig(t, filepath.Join(c.dir, "peer.yaml"), fmt.Sprintf(
-		"control: 127.0.0.1:0\ndata_dir: %s\ntracker: %s\nlog: {format: json}\n",
+		"control: 127.0.0.1:0\nmirror: {listen: 127.0.0.1:0}\ndata_dir: %s\ntracker: %s\nlog: {format: json}\n",
 		filepath.Join(c.dir, "peer"), c.trackerURL))
 	c.org = c.startOrigin(t)
 	c.peer = startRole(t, c.dir, "peer", "peer", c.peerCfg)

@@ -13,7 +13,9 @@ import (
 
 	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/origin"
+	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/mirror"
 	"github.com/p2pd/p2pd/tracker"
 )
 
@@ -32,6 +34,13 @@ type DevConfig struct {
 	TrackerListen string `yaml:"tracker_listen"`
 	OriginListen  string `yaml:"origin_listen"`
 	ControlListen string `yaml:"control_listen"`
+	// MirrorListen is the first peer's registry mirror (default
+	// DefaultMirrorListen; the others pick free ports); "off" runs no
+	// mirrors.
+	MirrorListen string `yaml:"mirror_listen"`
+	// Upstream is the origin's upstream container registries, which the
+	// mirrors pull images through (none by default).
+	Upstream upstream.Config `yaml:"upstream"`
 	// Tracker, Origin and Peer tune the components; a dev cluster announces
 	// every second by default, so that it converges quickly.
 	Tracker tracker.Config `yaml:"tracker"`
@@ -63,6 +72,9 @@ func (c DevConfig) WithDefaults() DevConfig {
 	if c.ControlListen == "" {
 		c.ControlListen = DefaultControlListen
 	}
+	if c.MirrorListen == "" {
+		c.MirrorListen = DefaultMirrorListen
+	}
 	if c.Tracker.AnnounceInterval == 0 {
 		c.Tracker.AnnounceInterval = time.Second
 	}
@@ -77,7 +89,7 @@ func (c DevConfig) Validate() error {
 	if c.Open && c.Security != (auth.Config{}) {
 		return errors.New("dev: open and security exclude each other")
 	}
-	return errors.Join(c.Tracker.Validate(), c.Origin.Validate(), c.Peer.Validate(), c.Log.Validate(), c.Security.Validate())
+	return errors.Join(c.Tracker.Validate(), c.Origin.Validate(), c.Peer.Validate(), c.Log.Validate(), c.Security.Validate(), c.Upstream.Validate())
 }
 
 // Cluster is a running dev cluster.
@@ -144,15 +156,19 @@ func RunDev(ctx context.Context, cfg DevConfig, lg *slog.Logger) (_ *Cluster, er
 	node := func(name string) NodeConfig {
 		return NodeConfig{DataDir: filepath.Join(c.DataDir, name), Tracker: c.Tracker.URL("http"), Peer: cfg.Peer, Security: c.Security}
 	}
-	if c.Origin, err = RunOrigin(ctx, OriginConfig{NodeConfig: node("origin"), Listen: cfg.OriginListen, Origin: cfg.Origin}, lg); err != nil {
+	if c.Origin, err = RunOrigin(ctx, OriginConfig{NodeConfig: node("origin"), Listen: cfg.OriginListen, Origin: cfg.Origin, Upstream: cfg.Upstream}, lg); err != nil {
 		return nil, err
 	}
 	for i := range cfg.Peers {
-		ctl := "127.0.0.1:0"
+		ctl, mir := "127.0.0.1:0", "127.0.0.1:0"
 		if i == 0 {
-			ctl = cfg.ControlListen
+			ctl, mir = cfg.ControlListen, cfg.MirrorListen
 		}
-		p, err := RunPeer(ctx, PeerConfig{NodeConfig: node(fmt.Sprintf("peer-%d", i)), Control: ctl}, lg.With("peer", i))
+		if cfg.MirrorListen == "off" {
+			mir = "off"
+		}
+		p, err := RunPeer(ctx, PeerConfig{NodeConfig: node(fmt.Sprintf("peer-%d", i)), Control: ctl,
+			Mirror: mirror.Config{Listen: mir, Origin: c.Origin.URL("http")}}, lg.With("peer", i))
 		if err != nil {
 			return nil, err
 		}

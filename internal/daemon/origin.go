@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/origin"
+	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer"
 )
 
@@ -21,6 +23,9 @@ type OriginConfig struct {
 	// Listen is the push API's HTTP address (also /metrics).
 	Listen string        `yaml:"listen"`
 	Origin origin.Config `yaml:"origin"`
+	// Upstream is the container registries the origin pulls images from
+	// for the peers' registry mirrors (none by default).
+	Upstream upstream.Config `yaml:"upstream"`
 }
 
 // WithDefaults fills zero fields.
@@ -35,7 +40,7 @@ func (c OriginConfig) WithDefaults() OriginConfig {
 
 // Validate reports why c cannot run.
 func (c OriginConfig) Validate() error {
-	return errors.Join(c.NodeConfig.validate(), c.Origin.Validate())
+	return errors.Join(c.NodeConfig.validate(), c.Origin.Validate(), c.Upstream.Validate())
 }
 
 // RunOrigin starts an origin: the push API on Addrs["http"], and a peer
@@ -60,7 +65,17 @@ func RunOrigin(ctx context.Context, cfg OriginConfig, lg *slog.Logger) (*Node, e
 		ln.Close()
 		return nil, err
 	}
-	srv, err := origin.New(cfg.Origin, origin.Deps{Store: es.store, Seeder: seeder{es.engine}, Logger: lg, Registry: es.reg, Gatherer: es.reg, Auth: cr.Verifier()})
+	deps := origin.Deps{Store: es.store, Seeder: seeder{es.engine}, Logger: lg, Registry: es.reg, Gatherer: es.reg, Auth: cr.Verifier()}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(cfg.Upstream.Registries) > 0 {
+		up, err := upstream.New(cfg.Upstream, upstream.Deps{Transport: tr, Logger: lg.With("component", "upstream")})
+		if err != nil {
+			ln.Close()
+			return nil, errors.Join(err, es.close(ctx))
+		}
+		deps.Upstream = up
+	}
+	srv, err := origin.New(cfg.Origin, deps)
 	if err != nil {
 		ln.Close()
 		return nil, errors.Join(err, es.close(ctx))
@@ -72,6 +87,7 @@ func RunOrigin(ctx context.Context, cfg OriginConfig, lg *slog.Logger) (*Node, e
 	n.Addrs["p2p"] = es.engine.Addrs()[0]
 	n.run(ctx, func(ctx context.Context) error {
 		err := srv.Serve(ctx, ln)
+		tr.CloseIdleConnections()
 		return errors.Join(err, es.close(ctx))
 	})
 	return n, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,8 +18,10 @@ import (
 	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/peer/control"
+	"github.com/p2pd/p2pd/peer/mirror"
 	"github.com/p2pd/p2pd/peer/store"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
@@ -145,7 +148,16 @@ type PeerConfig struct {
 	// Control is the local control API's address for p2pctl: a loopback
 	// host:port, or unix:/path.
 	Control string `yaml:"control"`
+	// Mirror is the OCI registry mirror (off unless Mirror.Listen is
+	// set; `p2pd peer` sets DefaultMirrorListen). Its address is
+	// Node.Addrs["mirror"].
+	Mirror mirror.Config `yaml:"mirror"`
 }
+
+// DefaultMirrorListen is where `p2pd peer` serves its registry mirror.
+const DefaultMirrorListen = "127.0.0.1:7403"
+
+func (c PeerConfig) mirrorOn() bool { return c.Mirror.Listen != "" && c.Mirror.Listen != "off" }
 
 // WithDefaults fills zero fields.
 func (c PeerConfig) WithDefaults() PeerConfig {
@@ -157,7 +169,9 @@ func (c PeerConfig) WithDefaults() PeerConfig {
 }
 
 // Validate reports why c cannot run.
-func (c PeerConfig) Validate() error { return c.NodeConfig.validate() }
+func (c PeerConfig) Validate() error {
+	return errors.Join(c.NodeConfig.validate(), c.Mirror.Validate())
+}
 
 // RunPeer starts a peer daemon: store, engine and control API. Its control
 // address is Node.Addrs["control"]; its libp2p addresses Node.Addrs["p2p"].
@@ -175,20 +189,53 @@ func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error
 	if err != nil {
 		return nil, err
 	}
+	var mln net.Listener
+	if cfg.mirrorOn() {
+		if mln, err = listen("mirror", cfg.Mirror.Listen); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	closeListeners := func() {
+		ln.Close()
+		if mln != nil {
+			mln.Close()
+		}
+	}
 	es, err := startEngine(ctx, cfg.NodeConfig, cr, lg)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return nil, err
+	}
+	var mir *mirror.Server
+	var oc *originclient.Client
+	if mln != nil {
+		oc, err = originclient.New(cfg.Mirror.WithDefaults().Origin, originclient.WithUserAgent("p2pd-mirror"), originclient.WithHTTPClient(cr.Client(auth.ScopeAnnounce, 0)))
+		if err == nil {
+			mir, err = mirror.New(cfg.Mirror, mirror.Deps{Origin: oc, Blobs: engineAdapter{es}, Logger: lg.With("component", "mirror"), Registry: es.reg})
+		}
+		if err != nil {
+			closeListeners()
+			return nil, errors.Join(err, es.close(ctx))
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	n := newNode("peer", cancel)
+	fns := []func(context.Context) error{}
+	if mir != nil {
+		n.Addrs["mirror"] = mln.Addr().String()
+		fns = append(fns, func(ctx context.Context) error {
+			defer oc.CloseIdleConnections()
+			return mir.Serve(ctx, mln)
+		})
+	}
 	n.Addrs["control"] = ln.Addr().String()
 	if ln.Addr().Network() == "unix" {
 		n.Addrs["control"] = "unix:" + ln.Addr().String()
 	}
 	n.Addrs["p2p"] = es.engine.Addrs()[0]
 	ctl := control.New(engineAdapter{es}, es.reg, lg)
-	n.run(ctx, func(ctx context.Context) error {
+	n.run(ctx, append(fns, func(ctx context.Context) error {
 		served := make(chan error, 1)
 		go func() { served <- ctl.Serve(ctx, ln) }()
 		select {
@@ -203,7 +250,7 @@ func RunPeer(ctx context.Context, cfg PeerConfig, lg *slog.Logger) (*Node, error
 		// can read it.
 		err := es.closeEngine(ctx)
 		return errors.Join(<-served, err, es.store.Close())
-	})
+	})...)
 	return n, nil
 }
 

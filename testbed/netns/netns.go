@@ -276,7 +276,7 @@ func (c *cluster) setup(ctx context.Context) error {
 			peerCfg["rack"] = p.Rack
 		}
 		if h.cfg, err = c.writeConfig(p.Name, map[string]any{
-			"control": "unix:" + h.sock, "data_dir": h.dir, "tracker": c.trackerURL,
+			"control": "unix:" + h.sock, "data_dir": h.dir, "tracker": c.trackerURL, "mirror": map[string]any{"listen": "off"},
 			"peer": peerCfg, "log": logConfig, "security": c.security,
 		}); err != nil {
 			return err

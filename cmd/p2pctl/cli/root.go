@@ -185,7 +185,7 @@ a terminal only.
 	pf.StringVar(&g.adminToken, "admin-token", "", "token that signs tracker reads and origin deletes (default $"+EnvAdminToken+", config admin_token, then --credentials)")
 	pf.StringVar(&g.caFile, "ca-file", "", "CA certificate to trust for https:// trackers and origins (default $"+EnvCAFile+", config ca_file, then --credentials)")
 	root.AddCommand(newChunkCmd(g), newVerifyCmd(g), newBenchCmd(g),
-		newPushCmd(g), newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g), newTestbedCmd(g))
+		newPushCmd(g), newPullCmd(g), newLsCmd(g), newRmCmd(g), newStatusCmd(g), newTestbedCmd(g), newImageCmd(g))
 	return root
 }
 

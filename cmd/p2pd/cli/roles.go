@@ -10,6 +10,7 @@ import (
 
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/units"
+	"github.com/p2pd/p2pd/peer/mirror"
 	"github.com/p2pd/p2pd/peer/store"
 	"github.com/p2pd/p2pd/testbed"
 )
@@ -111,8 +112,8 @@ Config (YAML, all optional but data_dir):
 
 func newPeerCmd(stderr io.Writer) *cobra.Command {
 	var (
-		cfgPath, control string
-		nf               nodeFlags
+		cfgPath, control, mirrorListen, originURL string
+		nf                                        nodeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "peer",
@@ -125,8 +126,18 @@ it holds. Chunks it already holds from other blobs are never fetched again.
 p2pctl drives it through the local control API (--control), on loopback or a
 unix socket only, which also serves /metrics.
 
+It also serves a pull-only OCI registry mirror on loopback (--mirror, default
+127.0.0.1:7403; "off" disables it): point containerd's hosts.toml or Docker's
+registry-mirrors at it, and image layers come through the swarm. Manifests
+and first copies of layers come through the origin (--origin), which fetches
+them from its configured upstream registries. See docs/containers.md.
+
 Config (YAML, all optional but data_dir):
   control: 127.0.0.1:7402   # or unix:/run/p2pd/control.sock
+  mirror:
+    listen: 127.0.0.1:7403  # or off
+    origin: http://127.0.0.1:7401
+    default_registry: docker.io   # for requests without ?ns= (Docker)
 ` + nodeConfigHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -140,6 +151,12 @@ Config (YAML, all optional but data_dir):
 			if cmd.Flags().Changed("control") {
 				cfg.Control = control
 			}
+			if cmd.Flags().Changed("mirror") || cfg.Mirror.Listen == "" {
+				cfg.Mirror.Listen = mirrorListen
+			}
+			if cmd.Flags().Changed("origin") {
+				cfg.Mirror.Origin = originURL
+			}
 			if err := cfg.WithDefaults().Validate(); err != nil {
 				return usageError{err}
 			}
@@ -152,6 +169,8 @@ Config (YAML, all optional but data_dir):
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "YAML config file")
 	cmd.Flags().StringVar(&control, "control", daemon.DefaultControlListen, "control API address: loopback host:port or unix:/path")
+	cmd.Flags().StringVar(&mirrorListen, "mirror", daemon.DefaultMirrorListen, `registry mirror address (loopback host:port), or "off"`)
+	cmd.Flags().StringVar(&originURL, "origin", mirror.DefaultOrigin, "origin URL the registry mirror resolves images through")
 	nf.add(cmd)
 	return cmd
 }
@@ -231,7 +250,7 @@ any copy failed.`,
 			}()
 			fmt.Fprintf(stdout, "tracker  %s\norigin   %s\n", c.Tracker.URL("http"), c.Origin.URL("http"))
 			for i, p := range c.Peers {
-				fmt.Fprintf(stdout, "peer-%d   control %s  p2p %s\n", i, p.Addrs["control"], p.Addrs["p2p"])
+				fmt.Fprintf(stdout, "peer-%d   control %s  p2p %s  mirror %s\n", i, p.Addrs["control"], p.Addrs["p2p"], p.Addrs["mirror"])
 			}
 			fmt.Fprintf(stdout, "data     %s\n", c.DataDir)
 			if c.CredentialsDir != "" {

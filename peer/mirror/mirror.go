@@ -1,0 +1,413 @@
+// Package mirror is the pull-only OCI registry mirror every `p2pd peer`
+// runs on loopback, so that containerd or Docker pull images through the
+// swarm.
+//
+// It serves the distribution spec's pull API: GET and HEAD of /v2/, of
+// /v2/<name>/manifests/<tag or digest> (image manifests and indexes, as
+// upstream serves them) and of /v2/<name>/blobs/<digest> (with Range).
+// Other methods answer 405 UNSUPPORTED; errors are the spec's JSON
+// bodies (MANIFEST_UNKNOWN and BLOB_UNKNOWN 404, DIGEST_INVALID and
+// NAME_INVALID 400, DENIED 403, UNAVAILABLE 503).
+//
+// The registry a request is for is the ns query parameter containerd adds
+// to mirror requests, or Config.DefaultRegistry; the origin maps it to an
+// upstream. Manifests resolve through the origin, which fetches and caches
+// them. A blob is a p2pd blob whose digest is the layer's: the mirror
+// serves it from the local store if it is complete there; otherwise it has
+// the origin ingest it from upstream (once, for the whole fleet), pulls it
+// through the swarm, verifying every chunk, and then serves it. The blob
+// is sent once the pull has completed, not while it downloads.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx"
+	"github.com/p2pd/p2pd/internal/wire/ctlwire"
+	"github.com/p2pd/p2pd/internal/wire/originwire"
+	"github.com/p2pd/p2pd/origin/originclient"
+	"github.com/p2pd/p2pd/origin/upstream"
+)
+
+// Origin resolves manifests and ingests blobs; *originclient.Client
+// implements it. Errors are *originclient.APIError with originwire's
+// image codes, or transport errors.
+type Origin interface {
+	ImageManifest(ctx context.Context, registry, repo, ref string) (*originclient.ImageManifest, error)
+	ImageBlob(ctx context.Context, registry, repo string, d chunker.Digest) (*originwire.BlobInfo, error)
+}
+
+// Blobs is the local peer: Open returns a blob complete in the local
+// store (an error otherwise), Pull fetches one through the swarm,
+// verified, and pins it. The daemon's engine adapter implements it.
+type Blobs interface {
+	Open(ctx context.Context, d chunker.Digest) (io.ReadSeekCloser, int64, error)
+	Pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error)
+}
+
+// Defaults.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// ErrBadConfig wraps the errors of Config.Validate.
+var ErrBadConfig = errors.New("mirror: invalid config")
+
+// Config configures the mirror.
+type Config struct {
+	// Listen is the mirror's address, a loopback host:port. Empty means
+	// no mirror (`p2pd peer` sets 127.0.0.1:7403 unless told "off").
+	Listen string `yaml:"listen"`
+	// Origin is the origin's base URL, which resolves manifests and
+	// ingests layers (default http://127.0.0.1:7401).
+	Origin string `yaml:"origin"`
+	// DefaultRegistry is the upstream registry of requests without an ns
+	// parameter (Docker's registry-mirrors sends none; default: the
+	// origin's default registry).
+	DefaultRegistry string `yaml:"default_registry"`
+	// ShutdownTimeout bounds the wait for requests in flight at shutdown
+	// (default 10s).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// DefaultOrigin is Config.Origin's default.
+const DefaultOrigin = "http://127.0.0.1:7401"
+
+// WithDefaults returns c with zero fields replaced by their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Origin == "" {
+		c.Origin = DefaultOrigin
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// Validate reports why c is unusable, wrapping ErrBadConfig.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("%w: shutdown_timeout %v is negative", ErrBadConfig, c.ShutdownTimeout)
+	}
+	if c.Listen != "" && c.Listen != "off" {
+		host, _, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("%w: listen %q: %w", ErrBadConfig, c.Listen, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%w: listen %q: the mirror serves loopback only", ErrBadConfig, c.Listen)
+		}
+	}
+	return nil
+}
+
+// Deps are the mirror's collaborators; Origin and Blobs are required.
+type Deps struct {
+	Origin Origin
+	Blobs  Blobs
+	// Logger receives the mirror's logs (default: discarded).
+	Logger *slog.Logger
+	// Registry receives the mirror's metrics (default: a new registry).
+	Registry prometheus.Registerer
+}
+
+// Server is a mirror. Create it with New, serve it with Serve.
+type Server struct {
+	cfg     Config
+	origin  Origin
+	blobs   Blobs
+	log     *slog.Logger
+	met     *metrics
+	handler http.Handler
+	pulls   singleflight.Group // by blob digest
+	base    context.Context    // outlives requests: a pull others wait on goes on if its client leaves
+}
+
+// New returns a mirror for cfg (defaults applied).
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Origin == nil || deps.Blobs == nil {
+		return nil, fmt.Errorf("%w: Origin and Blobs are required", ErrBadConfig)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
+	}
+	met, err := newMetrics(deps.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, origin: deps.Origin, blobs: deps.Blobs, log: deps.Logger, met: met, base: context.Background()}
+	s.handler = httpx.Instrument(met.requests, "v2", s.serveHTTP)
+	return s, nil
+}
+
+// Handler returns the mirror's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves the mirror on ln until ctx ends, then waits up to
+// ShutdownTimeout for requests in flight. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.base = ctx
+	return httpx.Serve(ctx, ln, s.handler, httpx.ServerOptions{Name: "mirror", Logger: s.log, ShutdownTimeout: s.cfg.ShutdownTimeout})
+}
+
+// Spec error codes.
+const (
+	codeBlobUnknown     = "BLOB_UNKNOWN"
+	codeManifestUnknown = "MANIFEST_UNKNOWN"
+	codeDigestInvalid   = "DIGEST_INVALID"
+	codeNameInvalid     = "NAME_INVALID"
+	codeNameUnknown     = "NAME_UNKNOWN"
+	codeTagInvalid      = "TAG_INVALID"
+	codeUnsupported     = "UNSUPPORTED"
+	codeDenied          = "DENIED"
+	codeUnavailable     = "UNAVAILABLE"
+)
+
+// nameRE is the distribution spec's repository name.
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+)
+
+// writeError writes the spec's error body.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	type specError struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	httpx.WriteJSON(w, status, struct {
+		Errors []specError `json:"errors"`
+	}{[]specError{{Code: code, Message: msg}}})
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "this mirror is pull-only: "+r.Method+" is not supported")
+		return
+	}
+	path := r.URL.Path
+	if path == "/v2/" || path == "/v2" {
+		httpx.WriteJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		writeError(w, http.StatusNotFound, codeUnsupported, "no route for "+path)
+		return
+	}
+	registry := r.URL.Query().Get("ns")
+	if registry == "" {
+		registry = s.cfg.DefaultRegistry
+	}
+	if i := strings.LastIndex(rest, "/manifests/"); i > 0 {
+		s.serveManifest(w, r, registry, rest[:i], rest[i+len("/manifests/"):])
+		return
+	}
+	if i := strings.LastIndex(rest, "/blobs/"); i > 0 {
+		s.serveBlob(w, r, registry, rest[:i], rest[i+len("/blobs/"):])
+		return
+	}
+	writeError(w, http.StatusNotFound, codeUnsupported, "this mirror serves manifests and blobs only, not "+path)
+}
+
+func validName(w http.ResponseWriter, repo string) bool {
+	if len(repo) > 255 || !nameRE.MatchString(repo) {
+		writeError(w, http.StatusBadRequest, codeNameInvalid, fmt.Sprintf("invalid repository name %q", repo))
+		return false
+	}
+	return true
+}
+
+func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, registry, repo, ref string) {
+	if !validName(w, repo) {
+		return
+	}
+	isDigest := strings.Contains(ref, ":")
+	switch {
+	case isDigest && !upstream.IsDigest(ref):
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("invalid digest %q: want sha256:<64 lowercase hex>", ref))
+		return
+	case !isDigest && !tagRE.MatchString(ref):
+		writeError(w, http.StatusBadRequest, codeTagInvalid, fmt.Sprintf("invalid tag %q", ref))
+		return
+	}
+	m, err := s.origin.ImageManifest(r.Context(), registry, repo, ref)
+	if err == nil && isDigest && m.Digest != ref {
+		err = fmt.Errorf("the origin answered manifest %s for %s", m.Digest, ref)
+	}
+	if err != nil {
+		s.originError(w, r, codeManifestUnknown, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Content-Length", fmt.Sprint(len(m.Body)))
+	h.Set("Docker-Content-Digest", m.Digest)
+	h.Set("ETag", `"`+m.Digest+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(m.Body)
+	}
+}
+
+// originError answers a failure of the origin.
+func (s *Server) originError(w http.ResponseWriter, r *http.Request, notFound string, err error) {
+	var ae *originclient.APIError
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case originwire.CodeManifestUnknown, originwire.CodeBlobUnknown, originwire.CodeNotFound:
+			writeError(w, http.StatusNotFound, notFound, ae.Message)
+			return
+		case originwire.CodeRegistryUnknown:
+			writeError(w, http.StatusNotFound, codeNameUnknown, ae.Message)
+			return
+		case originwire.CodeBadRequest:
+			writeError(w, http.StatusBadRequest, codeNameInvalid, ae.Message)
+			return
+		case originwire.CodeBadDigest:
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, ae.Message)
+			return
+		case originwire.CodeUpstreamDenied:
+			writeError(w, http.StatusForbidden, codeDenied, ae.Message)
+			return
+		}
+	}
+	s.log.WarnContext(r.Context(), "mirror request failed", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
+}
+
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, registry, repo, digest string) {
+	if !validName(w, repo) {
+		return
+	}
+	if !upstream.IsDigest(digest) {
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("invalid digest %q: want sha256:<64 lowercase hex>", digest))
+		return
+	}
+	d, err := chunker.ParseDigest(digest)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
+		return
+	}
+	ctx := r.Context()
+	rc, _, err := s.blobs.Open(ctx, d)
+	if err != nil {
+		if err := s.fetch(ctx, registry, repo, d); err != nil {
+			s.originError(w, r, codeBlobUnknown, err)
+			return
+		}
+		if rc, _, err = s.blobs.Open(ctx, d); err != nil {
+			s.originError(w, r, codeBlobUnknown, err)
+			return
+		}
+	} else {
+		s.met.local.Inc()
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	cw := &countWriter{ResponseWriter: w, c: s.met.served}
+	http.ServeContent(cw, r, "", time.Time{}, rc)
+}
+
+// fetch has the origin ingest blob d and pulls it through the swarm. One
+// fetch per blob runs at a time; it goes on if the request that started
+// it ends, for the others that wait on it and for the next pull.
+func (s *Server) fetch(ctx context.Context, registry, repo string, d chunker.Digest) error {
+	ch := s.pulls.DoChan(d.String(), func() (any, error) {
+		ctx := s.base
+		start := time.Now()
+		if _, err := s.origin.ImageBlob(ctx, registry, repo, d); err != nil {
+			return nil, err
+		}
+		b, err := s.blobs.Pull(ctx, d, func(ctlwire.Progress) {})
+		if err != nil {
+			return nil, fmt.Errorf("pulling %s through the swarm: %w", d, err)
+		}
+		s.met.layerBytes.WithLabelValues("peers").Add(float64(b.BytesFromPeers))
+		s.met.layerBytes.WithLabelValues("origins").Add(float64(b.BytesFromOrigins))
+		s.log.InfoContext(ctx, "mirror pulled a blob", "blob", d, "size", b.Size, "from_peers", b.BytesFromPeers,
+			"from_origins", b.BytesFromOrigins, "elapsed", time.Since(start))
+		return nil, nil
+	})
+	select {
+	case res := <-ch:
+		return res.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// countWriter counts the blob bytes served.
+type countWriter struct {
+	http.ResponseWriter
+	c prometheus.Counter
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.c.Add(float64(n))
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *countWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type metrics struct {
+	requests   *prometheus.CounterVec
+	layerBytes *prometheus.CounterVec
+	local      prometheus.Counter
+	served     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_mirror_http_requests_total",
+			Help: "Registry mirror requests, by route and status code.",
+		}, []string{"route", "code"}),
+		layerBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_mirror_blob_bytes_fetched_total",
+			Help: "Verified bytes of image blobs (layers, configs) the mirror pulled, by source: peers, or origins (which fetch them from upstream).",
+		}, []string{"source"}),
+		local: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_mirror_blob_local_hits_total",
+			Help: "Blob requests served from the local store without a pull.",
+		}),
+		served: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_mirror_blob_bytes_served_total",
+			Help: "Blob bytes sent to registry clients.",
+		}),
+	}
+	m.layerBytes.WithLabelValues("peers")
+	m.layerBytes.WithLabelValues("origins")
+	for _, c := range []prometheus.Collector{m.requests, m.layerBytes, m.local, m.served} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("mirror: registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
