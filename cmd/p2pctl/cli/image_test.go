@@ -31,7 +31,7 @@ func TestImagePreheat(t *testing.T) {
 	defer cancel()
 	peers := c.Peers[0].Addrs["control"] + "," + c.Peers[1].Addrs["control"]
 	var stderr bytes.Buffer
-	code, out := runTo(ctx, nil, &stderr, "--origin", c.Origin.URL("http"), "--json",
+	code, out := runTo(ctx, nil, &stderr, "--origin", c.Origin.URL("http"), "--credentials", c.CredentialsDir, "--json",
 		"image", "preheat", "--peers", peers, "registry.test/team/app:v1")
 	if code != ExitOK {
 		t.Fatalf("preheat: exit %d\n%s\n%s", code, out, stderr.String())
@@ -84,7 +84,7 @@ func TestImagePreheat(t *testing.T) {
 		}
 	}
 
-	code, _ = runTo(ctx, nil, &stderr, "--origin", c.Origin.URL("http"), "image", "preheat", "registry.test/team/app:nosuchtag")
+	code, _ = runTo(ctx, nil, &stderr, "--origin", c.Origin.URL("http"), "--credentials", c.CredentialsDir, "image", "preheat", "registry.test/team/app:nosuchtag")
 	if code != ExitNotFound {
 		t.Errorf("preheat of an unknown tag: exit %d, want %d", code, ExitNotFound)
 	}
