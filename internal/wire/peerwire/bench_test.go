@@ -49,3 +49,46 @@ func BenchmarkSmallRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDataIntoChunk decodes 256 KiB Data frames into a 4 MiB chunk
+// buffer, as a peer receiving a chunk does: "copy" decodes into the
+// Decoder's buffer and copies the payload over, "dst" reads it there
+// straight (SetDataDst).
+func BenchmarkDataIntoChunk(b *testing.B) {
+	const piece, total = 256 << 10, 4 << 20
+	var frames []byte
+	for off := 0; off < total; off += piece {
+		var err error
+		frames, err = AppendFrame(frames, Data{ReqID: 1, Offset: uint32(off), Total: total, Payload: pattern(piece)})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	chunk := make([]byte, total)
+	for _, direct := range []bool{false, true} {
+		name := "copy"
+		if direct {
+			name = "dst"
+		}
+		b.Run(name, func(b *testing.B) {
+			r := bytes.NewReader(frames)
+			d := NewDecoder(r, 0)
+			if direct {
+				d.SetDataDst(func(_, off, _ uint32, n int) []byte { return chunk[off : int(off)+n] })
+			}
+			b.SetBytes(total)
+			for b.Loop() {
+				r.Reset(frames)
+				for range total / piece {
+					m, err := d.Next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if dm := m.(Data); !direct {
+						copy(chunk[dm.Offset:], dm.Payload)
+					}
+				}
+			}
+		})
+	}
+}
