@@ -34,8 +34,8 @@ const (
 	// is RequestTimeout<<L, so at most 16 times RequestTimeout (see
 	// Scheduler.level).
 	stallLevels = 5
-	// gapSlack: a peer's timeout is at least this many times its typical
-	// wait for data (peer.gap).
+	// gapSlack: a peer's timeout is at least this many times its longest
+	// recent wait for data (peer.gap).
 	gapSlack = 3
 )
 
