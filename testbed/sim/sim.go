@@ -216,8 +216,9 @@ type sim struct {
 	blob       chunker.Digest
 	addrs      []string
 
-	acts  []sched.Action
-	dirty []int32
+	acts   []sched.Action
+	dirty  []int32
+	haveTo []int32 // onHave's neighbours to tell
 	// Reused events: a pointer in an interface does not allocate.
 	evConn  sched.PeerConnected
 	evDisc  sched.PeerDisconnected
