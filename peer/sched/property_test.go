@@ -76,6 +76,7 @@ type model struct {
 	order      map[string][]int         // outstanding requests per peer, in request order
 	since      map[string]time.Duration // when the oldest of them became the oldest or progressed
 	streak     map[string]int           // busy pauses since the peer last delivered a chunk
+	busySince  map[string]time.Duration // first busy pause since the peer last delivered a chunk
 	stalled    map[reqKey]bool          // requests this Tick must cancel
 	perPeer    map[string]int
 	perChunk   []int
@@ -119,6 +120,7 @@ func newModel(t testing.TB, seed uint64, n int, cfg Config, held Bitset) *model 
 		order:     map[string][]int{},
 		since:     map[string]time.Duration{},
 		streak:    map[string]int{},
+		busySince: map[string]time.Duration{},
 		stalled:   map[reqKey]bool{},
 		dropped:   map[reqKey]bool{},
 	}
@@ -271,12 +273,14 @@ func (m *model) before(ev Event) {
 		delete(m.busyUntil, e.Peer) // a busy pause belongs to a connection
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
+		delete(m.busySince, e.Peer)
 		p.connected = true
 	case PeerDisconnected:
 		m.forget(e.Peer)
 		delete(m.busyUntil, e.Peer)
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
+		delete(m.busySince, e.Peer)
 		m.byID[e.Peer].connected = false
 	case ChunkReceived:
 		k := reqKey{e.Peer, e.Index}
@@ -284,6 +288,7 @@ func (m *model) before(ev Event) {
 		if e.Verified {
 			if m.byID[e.Peer].connected && !m.banned[e.Peer] {
 				delete(m.streak, e.Peer)
+				delete(m.busySince, e.Peer)
 			}
 			if !m.held[e.Index] {
 				m.wantHave = e.Index
@@ -312,7 +317,15 @@ func (m *model) before(ev Event) {
 			case FailError:
 				m.fails[e.Index]++
 			case FailBusy:
+				// Busy for RequestTimeout since it last delivered: a
+				// failure of the chunk, as a timeout.
+				if start, ok := m.busySince[e.Peer]; ok && m.now-start >= m.cfg.RequestTimeout {
+					m.fails[e.Index]++
+				}
 				if _, paused := m.pausedTil[e.Peer]; !paused {
+					if _, ok := m.busySince[e.Peer]; !ok {
+						m.busySince[e.Peer] = m.now
+					}
 					d := m.cfg.BusyBackoff
 					for range m.streak[e.Peer] {
 						d *= 2
