@@ -64,3 +64,46 @@ func firstN(n int) []int {
 	}
 	return out
 }
+
+// The last chunk, held only by a peer that never answers (its requests
+// time out) and by the origin: after OriginAfterFailures timeouts the
+// origin is asked, instead of the stalled peer again and again.
+func TestLastChunkAtStalledPeerGoesToOrigin(t *testing.T) {
+	const timeout = time.Second
+	const n = 100
+	held := sched.BitsetOf(n, firstN(n - 1)...)
+	s, err := sched.New(sched.Config{RequestTimeout: timeout}, n, held, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := now
+	queue := []sched.Event{
+		sched.PeerConnected{Peer: "origin", Origin: true, Have: sched.FullBitset(n)},
+		sched.PeerConnected{Peer: "stalled", Have: sched.FullBitset(n)},
+	}
+	for step := 0; step < 10_000; step++ {
+		if len(queue) == 0 {
+			at, ok := s.NextTick()
+			if !ok {
+				t.Fatalf("nothing to wait for at %v, and the chunk is missing", now.Sub(start))
+			}
+			now = at
+			queue = append(queue, sched.Tick{})
+		}
+		ev := queue[0]
+		queue = queue[1:]
+		for _, a := range s.Handle(now, ev) {
+			switch {
+			case a.Kind == sched.Request && a.Peer == "origin":
+				queue = append(queue, sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true})
+			case a.Kind == sched.Done:
+				if took := now.Sub(start); took > 5*timeout {
+					t.Errorf("done after %v, want within a few request timeouts", took)
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("the chunk was never fetched (%v of virtual time)", now.Sub(start))
+}
