@@ -71,7 +71,7 @@ func firstN(n int) []int {
 func TestLastChunkAtStalledPeerGoesToOrigin(t *testing.T) {
 	const timeout = time.Second
 	const n = 100
-	held := sched.BitsetOf(n, firstN(n - 1)...)
+	held := sched.BitsetOf(n, firstN(n-1)...)
 	s, err := sched.New(sched.Config{RequestTimeout: timeout}, n, held, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
