@@ -22,6 +22,10 @@ test: ## run all tests with the race detector (what CI runs); installs iproute2 
 	./scripts/test-deps.sh
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
+.PHONY: testbed
+testbed: ## the fault scenarios at full size (40 peers in emulation, stalled peers included; minutes)
+	$(GO) test -count=1 -timeout 60m -v -run 'TestKillFifth|TestTrackerOutage|TestOriginRestart|TestStalledPeers' ./testbed/emu -testbed.large
+
 .PHONY: test-short
 test-short: ## quick tests without -race, skipping the long ones
 	$(GO) test -short -count=1 $(PKGS)

@@ -51,7 +51,7 @@ func TestCorruptPeerIsBanned(t *testing.T) {
 	if _, banned := puller.Engine.Banned(badID); !banned {
 		t.Errorf("bad peer %s is not banned", badID)
 	}
-	if !puller.Logs.Contains("banned peer", badID, "failed verification") {
+	if !puller.Logs.Contains("banned peer", badID, "kind=corrupt_chunks", "failed verification") {
 		t.Errorf("no log of the ban with its reason")
 	}
 	if st.BytesFromOrigins == 0 {

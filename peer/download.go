@@ -471,6 +471,9 @@ func pickManifestSource(sessions []*session, asked map[*session]time.Time, now t
 // fetch drives the scheduler until every chunk is held.
 func (d *download) fetch(m *chunker.Manifest) error {
 	e, b := d.e, d.b
+	if err := d.checkHeld(m); err != nil {
+		return fmt.Errorf("peer: pull %s: %w", b.digest, err)
+	}
 	sessions, _ := e.sessionList()
 	have, err := b.setManifest(m, false, sessions)
 	if err != nil {
@@ -529,6 +532,38 @@ func (d *download) fetch(m *chunker.Manifest) error {
 		}
 	}
 	return err
+}
+
+// checkHeld reads every chunk of m the store holds before the pull counts
+// it as held. The store hashes a chunk on its first read since it was
+// opened (store.VerifyFirstRead), so a chunk this process stored costs a
+// read only, and one left by an earlier run (which a crash or a power cut
+// may have torn) is hashed; one that does not match is dropped by the
+// store and fetched again.
+func (d *download) checkHeld(m *chunker.Manifest) error {
+	e := d.e
+	dropped := 0
+	for _, c := range m.Chunks {
+		if !e.store.Has(c.Digest) {
+			continue
+		}
+		buf := e.bufs.get(int(c.Size))
+		data, err := e.store.ReadChunk(d.ctx, c.Digest, buf[:0])
+		if cap(data) == cap(buf) {
+			e.bufs.put(buf)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, chunker.ErrDigestMismatch), errors.Is(err, store.ErrNotFound):
+			dropped++
+		default:
+			return err
+		}
+	}
+	if dropped > 0 {
+		e.log.Warn("held chunks failed verification and will be fetched again", "blob", d.b.digest, "chunks", dropped)
+	}
+	return nil
 }
 
 // event turns one posted event into scheduler events.

@@ -437,7 +437,8 @@ func (e *Engine) ban(id lpeer.ID, label, reason string) {
 	e.mu.Unlock()
 	if !already {
 		e.met.ban(label)
-		e.log.Warn("banned peer", "peer", id.String(), "reason", reason, "for", e.cfg.BanDuration)
+		// kind is the reason label of p2pd_peer_bans_total.
+		e.log.Warn("banned peer", "peer", id.String(), "kind", label, "reason", reason, "for", e.cfg.BanDuration)
 	}
 	if s != nil {
 		s.close()

@@ -22,6 +22,7 @@ const (
 	reasonCorrupt  = "corrupt_chunks"     // the scheduler banned it: chunks failed verification
 	reasonProtocol = "protocol_violation" // malformed, oversized or unexpected frames
 	reasonManifest = "bad_manifest"       // a manifest that is not the blob's
+	reasonLiar     = "bitfield_lie"       // chunks it advertised, then said it did not have
 
 	dirUpload   = "upload"
 	dirDownload = "download"

@@ -167,6 +167,9 @@ func TestMalformedFramesGetPeerBanned(t *testing.T) {
 	if got := metricValue(t, n.Registry, "p2pd_peer_bans_total", "reason", "protocol_violation"); got != 1 {
 		t.Errorf("bans{reason=protocol_violation} = %v, want 1", got)
 	}
+	if !n.Logs.Contains("banned peer", h.ID().String(), "kind=protocol_violation") {
+		t.Errorf("ban not logged with its reason")
+	}
 	// A banned peer's new stream is refused with Reject{0, Banned}.
 	s, dec := rawStream(t, h, n)
 	msg, err := dec.Next()

@@ -46,6 +46,11 @@ const (
 	// progressEvery: a chunk arriving slowly is reported to its download
 	// (evProgress) about this many times per request timeout.
 	progressEvery = 4
+	// liesPerPenalty: every this many chunk requests a peer answers
+	// NotFound, for chunks it advertised, count one protocol violation
+	// (reasonLiar). An honest peer does that only for chunks it evicted
+	// since; a liar claims chunks it never had.
+	liesPerPenalty = 16
 )
 
 // session is the protocol stream with one remote peer. Three goroutines
@@ -67,6 +72,9 @@ type session struct {
 	log         *slog.Logger
 	ctx         context.Context
 	cancel      context.CancelFunc
+	// notFound counts the chunk requests it answered NotFound (reader
+	// goroutine only).
+	notFound int
 
 	br      *bufio.Reader
 	bw      *muxWriter // used by the writer goroutine after the handshake
@@ -962,6 +970,10 @@ func (s *session) onReject(m peerwire.Reject) error {
 			reason = sched.FailBusy
 		case peerwire.RejectNotFound:
 			reason = sched.FailNotFound
+			// Requests go only to peers that advertise the chunk.
+			if s.notFound++; s.notFound%liesPerPenalty == 0 {
+				s.e.penalize(s.id, reasonLiar, fmt.Sprintf("%d chunks it advertised were not found", s.notFound))
+			}
 		}
 		if r.buf != nil {
 			s.e.bufs.put(r.buf)

@@ -83,6 +83,7 @@ type model struct {
 	gap        map[string]time.Duration // the peer's estimated longest wait for data, raised when it stalls
 	allGap     time.Duration            // the estimate over all peers: a new peer's
 	streak     map[string]int           // busy pauses since the peer last delivered a chunk
+	busySince  map[string]time.Duration // first busy pause since the peer last delivered a chunk
 	stalled    map[reqKey]bool          // requests this Tick must cancel
 	stallFirst map[reqKey]bool          // those of them that were their peer's oldest: they count a failure
 	perPeer    map[string]int
@@ -130,6 +131,7 @@ func newModel(t testing.TB, seed uint64, n int, cfg Config, held Bitset) *model 
 		gap:        map[string]time.Duration{},
 		stallFirst: map[reqKey]bool{},
 		streak:     map[string]int{},
+		busySince:  map[string]time.Duration{},
 		stalled:    map[reqKey]bool{},
 		dropped:    map[reqKey]bool{},
 	}
@@ -310,12 +312,14 @@ func (m *model) before(ev Event) {
 		delete(m.busyUntil, e.Peer) // a busy pause belongs to a connection
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
+		delete(m.busySince, e.Peer)
 		p.connected = true
 	case PeerDisconnected:
 		m.forget(e.Peer)
 		delete(m.busyUntil, e.Peer)
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
+		delete(m.busySince, e.Peer)
 		m.byID[e.Peer].connected = false
 	case ChunkReceived:
 		k := reqKey{e.Peer, e.Index}
@@ -326,6 +330,7 @@ func (m *model) before(ev Event) {
 		if e.Verified {
 			if m.byID[e.Peer].connected && !m.banned[e.Peer] {
 				delete(m.streak, e.Peer)
+				delete(m.busySince, e.Peer)
 			}
 			if !m.held[e.Index] {
 				m.wantHave = e.Index
@@ -354,7 +359,15 @@ func (m *model) before(ev Event) {
 			case FailError:
 				m.fails[e.Index]++
 			case FailBusy:
+				// Busy for RequestTimeout since it last delivered: a
+				// failure of the chunk, as a timeout.
+				if start, ok := m.busySince[e.Peer]; ok && m.now-start >= m.cfg.RequestTimeout {
+					m.fails[e.Index]++
+				}
 				if _, paused := m.pausedTil[e.Peer]; !paused {
+					if _, ok := m.busySince[e.Peer]; !ok {
+						m.busySince[e.Peer] = m.now
+					}
 					d := m.cfg.BusyBackoff
 					for range m.streak[e.Peer] {
 						d *= 2

@@ -78,6 +78,10 @@ type peer struct {
 	streak uint8   // busy pauses since it last delivered a chunk: the next pause is BusyBackoff << streak
 	id     string
 	until  time.Duration
+	// busySince is when the first of its busy answers since it last
+	// delivered a chunk came (valid while busy).
+	busySince time.Duration
+	busy      bool
 	// since is when the oldest outstanding request became the oldest, or
 	// last made progress: the peer stalls at since + RequestTimeout<<level.
 	// Peers with requests outstanding are listed by since, oldest first,
@@ -513,7 +517,7 @@ func (s *Scheduler) received(e ChunkReceived) {
 	if e.Verified {
 		if p != nil {
 			p.stats.Received++
-			p.streak = 0
+			p.streak, p.busy = 0, false
 			if had && int(p.window) < s.cfg.MaxInflightPerPeer {
 				p.window++
 			}
@@ -553,6 +557,14 @@ func (s *Scheduler) failed(e RequestFailed) {
 	p.stats.Failures++
 	switch e.Reason {
 	case FailBusy:
+		// A peer that has answered nothing but busy for RequestTimeout
+		// (all its upload slots held by requests it never finishes: a
+		// stalled peer) fails the chunk as a timeout would, so that the
+		// chunk goes elsewhere and, if only such peers hold it, escalates
+		// to the origin instead of being retried at them for ever.
+		if p.busy && s.now-p.busySince >= s.cfg.RequestTimeout {
+			s.penalize(i, p, true)
+		}
 		s.pause(p)
 	case FailError:
 		s.penalize(i, p, true)
@@ -569,6 +581,9 @@ func (s *Scheduler) failed(e RequestFailed) {
 func (s *Scheduler) pause(p *peer) {
 	if p.paused {
 		return
+	}
+	if !p.busy {
+		p.busy, p.busySince = true, s.now
 	}
 	d := s.cfg.BusyBackoff << p.streak
 	if d <= 0 || d >= s.cfg.MaxBusyBackoff {

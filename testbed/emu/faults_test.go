@@ -72,16 +72,18 @@ func TestKillFifth(t *testing.T) {
 	s.Classes = append(s.Classes,
 		scenario.Class{Name: "corrupt", Count: 1, Link: link, Behavior: scenario.Corrupt},
 		scenario.Class{Name: "liar", Count: 1, Link: link, Behavior: scenario.Liar})
-	s.Events = []scenario.Event{{At: 1500 * time.Millisecond, Action: scenario.Kill, Fraction: 0.2, Class: "peer", Incomplete: true}}
+	// At 3s: late enough that a loaded machine has started the peers, early
+	// enough that none has finished (an idle one takes about 9s).
+	s.Events = []scenario.Event{{At: 3 * time.Second, Action: scenario.Kill, Fraction: 0.2, Class: "peer", Incomplete: true}}
 	s = s.WithDefaults()
 	r, _ := runWith(t, s, Options{Verify: true})
 	n := s.Classes[0].Count
 	completed, left := honestOutcome(t, r)
-	if left != n/5 || completed != n-n/5 {
-		t.Fatalf("left %d, completed %d; want %d and %d", left, completed, n/5, n-n/5)
-	}
-	if e := event(t, r, scenario.Kill); e.Peers != n/5 {
-		t.Fatalf("the kill stopped %d peers, want %d", e.Peers, n/5)
+	// A fifth of the peers running and unfinished at the kill: all of
+	// them unless a loaded machine started some late.
+	e := event(t, r, scenario.Kill)
+	if e.Peers < 1 || e.Peers > n/5 || left != e.Peers || completed != n-left {
+		t.Fatalf("the kill stopped %d peers; left %d, completed %d of %d", e.Peers, left, completed, n)
 	}
 }
 
@@ -95,8 +97,8 @@ func TestTrackerOutage(t *testing.T) {
 	s := faultFleet(8)
 	s.Sample = 100 * time.Millisecond
 	s.Events = []scenario.Event{
-		{At: time.Second, Action: scenario.TrackerDown},
-		{At: 4 * time.Second, Action: scenario.TrackerUp}, // long enough for an uncapped backoff to reach 4s
+		{At: 2 * time.Second, Action: scenario.TrackerDown},
+		{At: 5 * time.Second, Action: scenario.TrackerUp}, // long enough for an uncapped backoff to reach 4s
 	}
 	r, _ := runWith(t, s, Options{Verify: true, AnnounceInterval: interval})
 	if completed, _ := honestOutcome(t, r); completed != s.NumPeers() {
@@ -105,6 +107,7 @@ func TestTrackerOutage(t *testing.T) {
 	down, up := event(t, r, scenario.TrackerDown), event(t, r, scenario.TrackerUp)
 	// Bytes moved while the tracker was down.
 	var atDown, atUp *result.Sample
+	unanswered := 0 // samples the stopped tracker did not answer
 	for i := range r.Series {
 		sm := &r.Series[i]
 		if atDown == nil && sm.T >= down.EndS {
@@ -113,9 +116,12 @@ func TestTrackerOutage(t *testing.T) {
 		if atUp == nil && sm.T >= up.StartS {
 			atUp = sm
 		}
+		if sm.T >= down.EndS && sm.T < up.StartS && sm.TrackerPeers == -1 {
+			unanswered++
+		}
 	}
-	if atDown == nil || atUp == nil || atUp.TrackerPeers != -1 && atUp.T < up.StartS {
-		t.Fatalf("no samples around the outage (%v..%v)", down.EndS, up.StartS)
+	if atDown == nil || atUp == nil || unanswered == 0 {
+		t.Fatalf("no samples of the outage (%v..%v)", down.EndS, up.StartS)
 	}
 	if moved := atUp.PeerBytes + atUp.OriginBytes - atDown.PeerBytes - atDown.OriginBytes; moved < 64<<10 {
 		t.Errorf("only %d bytes moved while the tracker was down (%.2fs..%.2fs)", moved, atDown.T, atUp.T)
