@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pd/p2pd/internal/fsutil"
 )
@@ -16,6 +17,22 @@ import (
 // maxIdentityFile bounds the identity file read at start: a marshalled
 // Ed25519 key is 68 bytes.
 const maxIdentityFile = 64 << 10
+
+// parseIdentity decodes an identity file: a marshalled libp2p private
+// key of at most maxIdentityFile bytes, from which a peer ID derives.
+func parseIdentity(b []byte) (crypto.PrivKey, error) {
+	if len(b) > maxIdentityFile {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrIdentity, maxIdentityFile)
+	}
+	key, err := crypto.UnmarshalPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIdentity, err)
+	}
+	if _, err := lpeer.IDFromPrivateKey(key); err != nil {
+		return nil, fmt.Errorf("%w: no peer ID: %w", ErrIdentity, err)
+	}
+	return key, nil
+}
 
 // loadIdentity reads the libp2p private key in path, or creates an Ed25519
 // key and writes it there (atomically, mode 0600) if the file does not
@@ -29,12 +46,9 @@ func loadIdentity(path string) (crypto.PrivKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: read %s: %w", ErrIdentity, path, err)
 		}
-		if len(b) > maxIdentityFile {
-			return nil, fmt.Errorf("%w: %s is over %d bytes", ErrIdentity, path, maxIdentityFile)
-		}
-		key, err := crypto.UnmarshalPrivateKey(b)
+		key, err := parseIdentity(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrIdentity, path, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		return key, nil
 	case !errors.Is(err, fs.ErrNotExist):

@@ -27,6 +27,9 @@ type Options struct {
 	// Upstream is the origin's upstream registries for the peers'
 	// registry mirrors (each peer runs one on a free port).
 	Upstream upstream.Config
+	// Security is every node's; empty means credentials made for the
+	// cluster (p2pd dev's default), plain HTTP.
+	Security auth.Config
 	// Logger receives every node's logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -58,6 +61,7 @@ func NewCluster(t testing.TB, o Options) *Cluster {
 		Tracker:       o.Tracker,
 		Origin:        o.Origin,
 		Peer:          o.Peer,
+		Security:      o.Security,
 	}
 	if o.Peers < 1 {
 		t.Fatalf("testbed: a cluster needs at least one peer, not %d", o.Peers)

@@ -233,3 +233,37 @@ func outsiderPull(ctx context.Context, t *testing.T, c *testbed.Cluster, d chunk
 		t.Fatalf("the outsider stored %d chunks", chunks)
 	}
 }
+
+// TestTLSCluster runs a cluster whose tracker and origin serve TLS with a
+// certificate from p2pd init's CA: the nodes and clients that trust the CA
+// work over https, a client that does not cannot connect.
+func TestTLSCluster(t *testing.T) {
+	sec, err := auth.Generate(t.TempDir(), auth.GenerateOptions{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fastOptions(1)
+	o.Security = sec
+	c := testbed.NewCluster(t, o)
+	for _, n := range []*daemon.Node{c.Tracker, c.Origin} {
+		if !strings.HasPrefix(n.URL("http"), "https://") {
+			t.Fatalf("%s serves %s", n.Role, n.URL("http"))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data := chunkertest.Bytes(8, 1<<20)
+	res, err := c.OriginClient.Push(ctx, bytes.NewReader(data), originclient.PushOptions{Size: int64(len(data))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.Controls[0].Pull(ctx, res.Digest, nil); err != nil || !b.Complete {
+		t.Fatalf("pull over a TLS tracker: %+v, %v", b, err)
+	}
+	untrusting := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer untrusting.CloseIdleConnections()
+	if resp, err := untrusting.Get(c.Tracker.URL("http") + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a client without the cluster CA connected to the tracker")
+	}
+}

@@ -33,7 +33,7 @@ type Config struct {
 	PushTokenFile     string `yaml:"push_token_file,omitempty" json:"push_token_file,omitempty"`
 	AdminTokenFile    string `yaml:"admin_token_file,omitempty" json:"admin_token_file,omitempty"`
 	// MaxClockSkew bounds how far a signed request's timestamp may be from
-	// the server's clock (default 1m). Keep the fleet's clocks in sync.
+	// the server's clock (default 30s). Keep the fleet's clocks in sync.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew,omitempty" json:"max_clock_skew,omitempty"`
 	// CertFile and KeyFile make the tracker's or origin's HTTP API serve
 	// TLS 1.3.

@@ -142,3 +142,34 @@ func TestShippedScenarios(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: a scenario file, as p2pctl testbed run reads it, never
+// panics the parser or the expansion of its classes into peers, and a
+// scenario that parses validates.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"name: flash\nmode: emu\nseed: 1\nblob: {size: 64MiB, chunk: 1MiB}\norigins: {count: 1, up: 1Gbit}\nclasses: [{name: a, count: 20, up: 100Mbit, down: 1Gbit}]\n",
+		"mode: sim\nclasses: [{name: a, count: 100000, zones: [z1, z2], racks: 2}]\nevents: [{at: 1s, action: kill, count: 2, class: a}]\n",
+		"classes: [{name: b, count: 3, behavior: corrupt}, {name: h, count: 3, latency: 20ms, jitter: 5ms, loss: 0.01}]\nbaselines: [origin-only, bittorrent]\n",
+		"classes: [{name: ../x, count: 1}]\n",
+		"blob: {size: -1}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("Parse accepted a scenario that does not validate: %v", err)
+		}
+		n := 0
+		for _, c := range s.Classes {
+			n += c.Count
+		}
+		if n <= 10000 { // expansion allocates per peer
+			_ = s.Expand()
+		}
+	})
+}

@@ -78,7 +78,7 @@ origins' HTTP APIs then serve TLS, and every node and p2pctl trusts ca.crt.
 Keep ca.key offline once the certificate is made.
 
 Copy to each machine only what its role needs. Tokens never cross the network:
-requests carry an HMAC signature made with them, valid for a minute and once.
+requests carry an HMAC signature made with them, valid once and for 30s.
 See docs/security.md for what this protects against, and what not.`,
 		Example: `  p2pd init --dir /etc/p2pd --host tracker.internal --host origin.internal
   p2pd init --dir ./creds --json`,
