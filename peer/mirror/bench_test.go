@@ -22,6 +22,7 @@ import (
 	"github.com/p2pd/p2pd/internal/registrytest"
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
+	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
 )
@@ -89,7 +90,7 @@ func BenchmarkMirrorVsPull(b *testing.B) {
 		total += s
 	}
 
-	c := newCluster(b, []upstream.Registry{{Name: "registry.test", Endpoint: reg.URL}})
+	c := newClusterWith(b, []upstream.Registry{{Name: "registry.test", Endpoint: reg.URL}}, origin.Config{}) // default chunk sizes
 	holder := c.addPeer(nil)
 	mirrorGet(b, holder, digests) // the origin ingests, the holder pulls
 	c.waitComplete(b, idx, 1)

@@ -25,6 +25,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/registrytest"
+	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer"
@@ -44,19 +45,28 @@ type cluster struct {
 	t        testing.TB
 	dir      string
 	peerDirs []string
-	tracker *daemon.Node
-	origin  *daemon.Node
-	peers   []*daemon.Node
+	log      *slog.Logger
+	tracker  *daemon.Node
+	origin   *daemon.Node
+	peers    []*daemon.Node
 }
+
+// smallChunks makes a few-MiB test layer many chunks, as a real layer is.
+var smallChunks = origin.Config{Chunker: chunker.Config{MinSize: 64 << 10, AvgSize: 256 << 10, MaxSize: 1 << 20}}
 
 func newCluster(t testing.TB, ups []upstream.Registry) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir()}
+	return newClusterWith(t, ups, smallChunks)
+}
+
+func newClusterWith(t testing.TB, ups []upstream.Registry, ocfg origin.Config) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), log: slog.New(slog.DiscardHandler)}
 	ctx := context.Background()
-	lg := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		lg = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if os.Getenv("P2PD_TEST_LOG") != "" {
+		c.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+	lg := c.log
 	var err error
 	c.tracker, err = daemon.RunTracker(ctx, daemon.TrackerConfig{Listen: "127.0.0.1:0", Tracker: tracker.Config{AnnounceInterval: time.Second}}, lg)
 	if err != nil {
@@ -66,6 +76,7 @@ func newCluster(t testing.TB, ups []upstream.Registry) *cluster {
 	c.origin, err = daemon.RunOrigin(ctx, daemon.OriginConfig{
 		NodeConfig: c.node("origin"), Listen: "127.0.0.1:0",
 		Upstream: upstream.Config{Registries: ups},
+		Origin:   ocfg,
 	}, lg)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +106,7 @@ func (c *cluster) addPeer(wrap func(peer.Store) peer.Store) *daemon.Node {
 	p, err := daemon.RunPeer(context.Background(), daemon.PeerConfig{
 		NodeConfig: nc, Control: "127.0.0.1:0",
 		Mirror: mirror.Config{Listen: "127.0.0.1:0", Origin: c.origin.URL("http")},
-	}, slog.New(slog.DiscardHandler))
+	}, c.log.With("peer", len(c.peers)))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -274,6 +285,9 @@ func TestMirrorPullThroughSwarm(t *testing.T) {
 	if fromPeers+fromOrigins < float64(want) || fromPeers < 0.9*(fromPeers+fromOrigins) {
 		t.Errorf("second peer took %.0f of %.0f blob bytes from peers, want >= 90%%", fromPeers, fromPeers+fromOrigins)
 	}
+	if got := metric(t, b, "p2pd_mirror_blob_streamed_total", ""); got == 0 {
+		t.Errorf("the second peer streamed no blob while it downloaded")
+	}
 	// A third pull on the same node is served from its store.
 	before := metric(t, b, "p2pd_mirror_blob_local_hits_total", "")
 	pullAll(t, b, "registry.test", "team/app", "v1")
@@ -282,6 +296,7 @@ func TestMirrorPullThroughSwarm(t *testing.T) {
 	}
 
 	t.Run("protocol", func(t *testing.T) { testProtocol(t, a, idx) })
+	t.Run("not local", func(t *testing.T) { testNotLocal(t, c.addPeer(nil), idx) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, a) })
 }
 
@@ -360,6 +375,27 @@ func testProtocol(t *testing.T, p *daemon.Node, idx v1.ImageIndex) {
 	resp, body = get(t, http.MethodHead, blob, nil)
 	if resp.StatusCode != http.StatusOK || len(body) != 0 || resp.Header.Get("Content-Length") != strconv.FormatInt(sizes[1], 10) {
 		t.Errorf("HEAD blob: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// testNotLocal sends a HEAD and a Range request for blobs the peer does
+// not hold yet: the HEAD is answered once the manifest is known, the Range
+// request once the pull has completed.
+func testNotLocal(t *testing.T, p *daemon.Node, idx v1.ImageIndex) {
+	base := "http://" + p.Addrs["mirror"] + "/v2/team/app/blobs/"
+	digests, sizes := registrytest.Blobs(t, idx)
+	resp, body := get(t, http.MethodHead, base+digests[2]+"?ns=registry.test", nil)
+	if resp.StatusCode != http.StatusOK || len(body) != 0 || resp.Header.Get("Content-Length") != strconv.FormatInt(sizes[2], 10) ||
+		resp.Header.Get("Docker-Content-Digest") != digests[2] {
+		t.Errorf("HEAD of a blob not held: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, part := get(t, http.MethodGet, base+digests[3]+"?ns=registry.test", map[string]string{"Range": "bytes=5-104"})
+	if resp.StatusCode != http.StatusPartialContent || len(part) != 100 {
+		t.Fatalf("Range of a blob not held: %d, %d bytes", resp.StatusCode, len(part))
+	}
+	_, full := get(t, http.MethodGet, base+digests[3]+"?ns=registry.test", nil)
+	if string(full[5:105]) != string(part) {
+		t.Errorf("the range differs from the blob's bytes 5-104")
 	}
 }
 
