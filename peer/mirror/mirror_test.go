@@ -440,14 +440,19 @@ func testErrors(t *testing.T, p *daemon.Node) {
 func TestMirrorUpstreamFailures(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	locked := registrytest.Start(t, registrytest.Options{Username: "ci", Password: "s3cret"})
+	tokened := registrytest.Start(t, registrytest.Options{Username: "ci", Password: "t0ken", Token: true})
 	idx := registrytest.Index(t, 2, 64<<10)
 	registrytest.Push(t, reg.Host, "team/corrupt", "v1", idx, "", "")
 	registrytest.Push(t, locked.Host, "team/app", "v1", idx, "ci", "s3cret")
+	registrytest.Push(t, tokened.Host, "team/app", "v1", idx, "ci", "t0ken")
 	c := newCluster(t, []upstream.Registry{
 		{Name: "registry.test", Endpoint: reg.URL},
 		{Name: "down.test", Endpoint: "http://127.0.0.1:1"},
 		{Name: "locked.test", Endpoint: locked.URL, Username: "ci", Password: "wrong"},
 		{Name: "unlocked.test", Endpoint: locked.URL, Username: "ci", Password: "s3cret"},
+		{Name: "bearer.test", Endpoint: tokened.URL, Username: "ci", Password: "t0ken"},
+		{Name: "badbearer.test", Endpoint: tokened.URL, Username: "ci", Password: "wrong"},
+		{Name: "anonbearer.test", Endpoint: tokened.URL},
 	})
 	p := c.addPeer(nil)
 	base := "http://" + p.Addrs["mirror"]
@@ -461,9 +466,19 @@ func TestMirrorUpstreamFailures(t *testing.T) {
 	wantError(t, resp, body, 403, "DENIED")
 	resp, body = get(t, "GET", base+"/v2/team/app/blobs/"+digests[1]+"?ns=locked.test", nil)
 	wantError(t, resp, body, 403, "DENIED")
-	// The right password works (basic auth, negotiated by the client).
-	if resp, body := get(t, "GET", base+"/v2/team/app/manifests/v1?ns=unlocked.test", nil); resp.StatusCode != 200 {
-		t.Errorf("with the right credentials: %d %s", resp.StatusCode, body)
+	// The right password works, with basic auth and with a bearer token
+	// from the registry's token service (negotiated by the client).
+	for _, ns := range []string{"unlocked.test", "bearer.test"} {
+		if resp, body := get(t, "GET", base+"/v2/team/app/manifests/v1?ns="+ns, nil); resp.StatusCode != 200 {
+			t.Errorf("%s with the right credentials: %d %s", ns, resp.StatusCode, body)
+		}
+	}
+	if resp, body := get(t, "GET", base+"/v2/team/app/blobs/"+digests[2]+"?ns=bearer.test", nil); resp.StatusCode != 200 {
+		t.Errorf("a layer through a bearer token: %d %s", resp.StatusCode, body)
+	}
+	for _, ns := range []string{"badbearer.test", "anonbearer.test"} {
+		resp, body := get(t, "GET", base+"/v2/team/app/manifests/v1?ns="+ns, nil)
+		wantError(t, resp, body, 403, "DENIED")
 	}
 
 	// Corrupt a layer in the upstream's storage: same size, other bytes.
