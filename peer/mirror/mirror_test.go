@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -531,5 +532,21 @@ func TestMirrorCorruptPeer(t *testing.T) {
 	pullAll(t, good, "registry.test", "team/app", "v1") // checks every digest
 	if got := metric(t, good, "p2pd_peer_chunks_rejected_total", ""); got == 0 {
 		t.Errorf("no chunk rejected: the corrupt peer was never used")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, ok := range []string{"", "off", "127.0.0.1:7403", "localhost:0", "[::1]:7403"} {
+		if err := (mirror.Config{Listen: ok}).Validate(); err != nil {
+			t.Errorf("listen %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"0.0.0.0:7403", "10.0.0.1:7403", "7403", ":7403"} {
+		if err := (mirror.Config{Listen: bad}).Validate(); !errors.Is(err, mirror.ErrBadConfig) {
+			t.Errorf("listen %q: %v, want ErrBadConfig", bad, err)
+		}
+	}
+	if _, err := mirror.New(mirror.Config{}, mirror.Deps{}); !errors.Is(err, mirror.ErrBadConfig) {
+		t.Errorf("New without Origin and Blobs: %v", err)
 	}
 }
