@@ -594,6 +594,19 @@ func (e *Engine) Blobs() []BlobInfo {
 	return out
 }
 
+// Manifest returns blob d's manifest as soon as the engine knows it
+// (verified against the ID the origins vouched for), also while the blob
+// downloads; nil while it is unknown. ErrNotFound if the engine holds no
+// such blob. With the store's Has and ReadChunk it lets a caller read a
+// blob's chunks in order as they arrive.
+func (e *Engine) Manifest(d chunker.Digest) (*chunker.Manifest, error) {
+	b, _ := e.lookupBlob(d)
+	if b == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, d)
+	}
+	return b.manifest(), nil
+}
+
 // Status returns what the engine knows of blob d, or ErrNotFound.
 func (e *Engine) Status(d chunker.Digest) (BlobInfo, error) {
 	b, dl := e.lookupBlob(d)

@@ -23,6 +23,7 @@ const (
 	DefaultResendWindow     = 2 * time.Second
 	DefaultRequestTimeout   = 10 * time.Second
 	DefaultManifestTimeout  = 30 * time.Second
+	DefaultOriginGrace      = 250 * time.Millisecond
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultPieceSize        = 64 << 10
 	DefaultPutWorkers       = 8
@@ -94,6 +95,13 @@ type Config struct {
 	// ManifestTimeout bounds how long Pull looks for a blob's manifest
 	// before failing with ErrNotFound (default 30s).
 	ManifestTimeout time.Duration `yaml:"manifest_timeout"`
+	// OriginGrace: when a pull starts while connected to other peers, an
+	// origin's bitfield is held back until those peers have answered with
+	// theirs, for at most this long (default 250ms), so that the first
+	// requests do not go to the origin (a fallback) for chunks the peers
+	// hold merely because its answer came first. With no other peer
+	// connected, origins are used at once.
+	OriginGrace time.Duration `yaml:"origin_grace"`
 	// DialTimeout bounds connecting to a peer and the protocol handshake
 	// (default 10s).
 	DialTimeout time.Duration `yaml:"dial_timeout"`
@@ -158,6 +166,7 @@ func (c Config) WithDefaults() Config {
 	setInt(&c.Sched.MaxInflightPerPeer, DefaultMaxInflight)
 	setDur(&c.RequestTimeout, DefaultRequestTimeout)
 	setDur(&c.ManifestTimeout, DefaultManifestTimeout)
+	setDur(&c.OriginGrace, DefaultOriginGrace)
 	setDur(&c.DialTimeout, DefaultDialTimeout)
 	setDur(&c.BanDuration, DefaultBanDuration)
 	setDur(&c.Sched.RequestTimeout, c.RequestTimeout)
@@ -194,7 +203,7 @@ func (c Config) Validate() error {
 		return bad("host_upload_rate %d and host_download_rate %d must not be negative (0 is unlimited)", c.HostUploadRate, c.HostDownloadRate)
 	case c.PieceSize < 0 || c.PieceSize > peerwire.MaxDataPayload:
 		return bad("piece_size %d is outside 1..%d", c.PieceSize, peerwire.MaxDataPayload)
-	case c.RequestTimeout < 0, c.ManifestTimeout < 0, c.DialTimeout < 0, c.BanDuration < 0:
+	case c.RequestTimeout < 0, c.ManifestTimeout < 0, c.DialTimeout < 0, c.BanDuration < 0, c.OriginGrace < 0:
 		return bad("timeouts and durations must not be negative")
 	}
 	if err := c.Sched.Validate(); err != nil {

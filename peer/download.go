@@ -12,6 +12,7 @@ import (
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/clock"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/peer/sched"
 	"github.com/p2pd/p2pd/peer/store"
@@ -498,6 +499,8 @@ func (d *download) fetch(m *chunker.Manifest) error {
 		return err
 	}
 	sessions, _ = e.sessionList()
+	g := graceFor(sessions, e.cfg.OriginGrace, e.clock)
+	defer g.stop()
 	for _, s := range sessions {
 		s.send(peerwire.Interested{Blob: b.digest})
 	}
@@ -520,7 +523,15 @@ func (d *download) fetch(m *chunker.Manifest) error {
 		}
 		select {
 		case ev := <-d.events:
+			if g.hold(ev) {
+				continue
+			}
 			done, err = d.event(m, ev)
+			if err == nil && !done && g.answered(ev) {
+				done, err = d.release(m, g)
+			}
+		case <-g.expired():
+			done, err = d.release(m, g)
 		case <-timer.C():
 			armed = false
 			done, err = d.handle(m, sched.Tick{})
@@ -564,6 +575,84 @@ func (d *download) checkHeld(m *chunker.Manifest) error {
 		e.log.Warn("held chunks failed verification and will be fetched again", "blob", d.b.digest, "chunks", dropped)
 	}
 	return nil
+}
+
+// originGrace holds back origins' bitfields at the start of a fetch until
+// the other peers connected then have sent theirs (Config.OriginGrace).
+type originGrace struct {
+	pending map[*session]bool // peers whose bitfield is awaited
+	held    []any             // origins' bitfields
+	timer   clock.Timer
+}
+
+func graceFor(sessions []*session, grace time.Duration, clk clock.Clock) *originGrace {
+	g := &originGrace{pending: map[*session]bool{}}
+	for _, s := range sessions {
+		if !s.origin.Load() {
+			g.pending[s] = true
+		}
+	}
+	if len(g.pending) > 0 && grace > 0 {
+		g.timer = clk.NewTimer(grace)
+	} else {
+		g.pending = nil
+	}
+	return g
+}
+
+func (g *originGrace) active() bool { return len(g.pending) > 0 }
+
+// hold keeps ev if it is an origin's bitfield during the grace.
+func (g *originGrace) hold(ev any) bool {
+	if bf, ok := ev.(evBitfield); ok && g.active() && bf.s.origin.Load() {
+		g.held = append(g.held, ev)
+		return true
+	}
+	return false
+}
+
+// answered notes a pending peer's bitfield or departure, and reports
+// whether the grace has just ended with the last one.
+func (g *originGrace) answered(ev any) bool {
+	if !g.active() {
+		return false
+	}
+	switch ev := ev.(type) {
+	case evBitfield:
+		delete(g.pending, ev.s)
+	case evPeerDown:
+		delete(g.pending, ev.s)
+	default:
+		return false
+	}
+	return !g.active()
+}
+
+func (g *originGrace) expired() <-chan time.Time {
+	if g.timer == nil || !g.active() {
+		return nil
+	}
+	return g.timer.C()
+}
+
+func (g *originGrace) stop() {
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+}
+
+// release ends the grace and hands the held origins to the scheduler.
+func (d *download) release(m *chunker.Manifest, g *originGrace) (bool, error) {
+	held := g.held
+	g.pending, g.held = nil, nil
+	g.stop()
+	g.timer = nil
+	for _, ev := range held {
+		if done, err := d.event(m, ev); done || err != nil {
+			return done, err
+		}
+	}
+	return false, nil
 }
 
 // event turns one posted event into scheduler events.

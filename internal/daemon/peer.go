@@ -306,6 +306,18 @@ func (a engineAdapter) Remove(ctx context.Context, d chunker.Digest) error {
 	return notFound(a.s.engine.Remove(ctx, d))
 }
 
+// Manifest, HasChunk and ReadChunk let the registry mirror stream a blob
+// while it downloads.
+func (a engineAdapter) Manifest(d chunker.Digest) (*chunker.Manifest, error) {
+	return a.s.engine.Manifest(d)
+}
+
+func (a engineAdapter) HasChunk(d chunker.Digest) bool { return a.s.store.Has(d) }
+
+func (a engineAdapter) ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error) {
+	return a.s.store.ReadChunk(ctx, d, dst)
+}
+
 func (a engineAdapter) Open(ctx context.Context, d chunker.Digest) (io.ReadSeekCloser, int64, error) {
 	info, err := a.s.engine.Status(d)
 	if err != nil {

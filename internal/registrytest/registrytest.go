@@ -46,8 +46,11 @@ func Binary() (string, error) {
 // Options configure a registry.
 type Options struct {
 	// Username and Password, if set, protect the registry with basic
-	// auth (htpasswd).
+	// auth (htpasswd), or with bearer tokens if Token is set.
 	Username, Password string
+	// Token makes the registry demand bearer tokens from a token service
+	// of the test's own, which issues them for Username and Password.
+	Token bool
 }
 
 // Registry is a running registry.
@@ -81,7 +84,11 @@ storage:
 http:
   addr: 127.0.0.1:0
 `, r.Dir)
-	if o.Username != "" {
+	if o.Token {
+		ts := startTokenServer(t, dir, o.Username, o.Password)
+		cfg += fmt.Sprintf("auth:\n  token: {realm: %q, service: %s, issuer: %s, rootcertbundle: %s}\n",
+			ts.url, tokenService, tokenIssuer, ts.certPath)
+	} else if o.Username != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(o.Password), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)

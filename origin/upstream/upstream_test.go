@@ -77,6 +77,11 @@ func TestManifestCache(t *testing.T) {
 	if m, err := c.Manifest(ctx, "registry.test", "team/app", d1.String()); err != nil || m.Digest != d1.String() {
 		t.Errorf("by digest: %v %v", m, err)
 	}
+	// A repository prefix maps "app" to "team/app" upstream.
+	pc := newClient(t, upstream.Config{Registries: []upstream.Registry{{Name: "r", Endpoint: reg.URL, RepositoryPrefix: "team/"}}})
+	if m, err := pc.Manifest(ctx, "r", "app", d1.String()); err != nil || m.Digest != d1.String() {
+		t.Errorf("through the repository prefix: %v %v", m, err)
+	}
 	// A blob streams.
 	digests, sizes := registrytest.Blobs(t, idx2)
 	rc, _, err := c.Blob(ctx, "registry.test", "team/app", digests[1])

@@ -22,6 +22,7 @@ import (
 	"github.com/p2pd/p2pd/internal/registrytest"
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
+	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer/control/controlclient"
 )
@@ -60,9 +61,11 @@ func (l *genLayer) MediaType() (types.MediaType, error)  { return types.OCIUncom
 // a pull of every blob of a multi-layer image through the node's registry
 // mirror by an HTTP client that hashes what it reads (as containerd does),
 // against `p2pctl pull` (the control API's Pull) of the same blobs on
-// another fresh node; the two never run at once and each pulls from the
-// origin and the one peer that holds the image. Layers go one at a time in
-// both. It reports both rates and their ratio (mirror/pull).
+// another fresh node, and against that pull plus reading the blobs back
+// and hashing them (what `p2pctl pull -o` adds, but the file); the runs
+// never overlap, alternate their order, and each pulls from the origin and
+// the one peer that holds the image. Layers go one at a time in all. It
+// reports the rates and the ratios (mirror/pull, mirror/pull+read).
 //
 //	go test -run '^$' -bench MirrorVsPull -benchtime 3x ./peer/mirror -mirror.size 1GiB
 func BenchmarkMirrorVsPull(b *testing.B) {
@@ -89,44 +92,72 @@ func BenchmarkMirrorVsPull(b *testing.B) {
 		total += s
 	}
 
-	c := newCluster(b, []upstream.Registry{{Name: "registry.test", Endpoint: reg.URL}})
+	c := newClusterWith(b, []upstream.Registry{{Name: "registry.test", Endpoint: reg.URL}}, origin.Config{}) // default chunk sizes
 	holder := c.addPeer(nil)
 	mirrorGet(b, holder, digests) // the origin ingests, the holder pulls
 	c.waitComplete(b, idx, 1)
 
-	var tMirror, tPull time.Duration
+	var tMirror, tPull, tRead time.Duration
 	b.SetBytes(total)
 	b.ResetTimer()
-	for range b.N {
-		p := c.addPeer(nil)
-		start := time.Now()
-		mirrorGet(b, p, digests)
-		tMirror += time.Since(start)
-		c.removePeer(p)
-
-		p = c.addPeer(nil)
-		cc, err := controlclient.New(p.Addrs["control"])
-		if err != nil {
-			b.Fatal(err)
+	for i := range b.N {
+		mirrorRun := func() {
+			p := c.addPeer(nil)
+			start := time.Now()
+			mirrorGet(b, p, digests)
+			tMirror += time.Since(start)
+			c.removePeer(p)
 		}
-		start = time.Now()
-		for _, s := range digests {
-			d, _ := chunker.ParseDigest(s)
-			if _, err := cc.Pull(b.Context(), d, func(ctlwire.Progress) {}); err != nil {
+		pullRun := func() {
+			p := c.addPeer(nil)
+			cc, err := controlclient.New(p.Addrs["control"])
+			if err != nil {
 				b.Fatal(err)
 			}
+			start := time.Now()
+			for _, s := range digests {
+				d, _ := chunker.ParseDigest(s)
+				if _, err := cc.Pull(b.Context(), d, func(ctlwire.Progress) {}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tPull += time.Since(start)
+			// What `p2pctl pull -o` adds: read the blobs back and hash them.
+			start = time.Now()
+			for _, s := range digests {
+				d, _ := chunker.ParseDigest(s)
+				rc, _, err := cc.Open(b.Context(), d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := sha256.New()
+				_, err = io.Copy(h, rc)
+				rc.Close()
+				if err != nil || "sha256:"+hex.EncodeToString(h.Sum(nil)) != s {
+					b.Fatalf("reading %s back: %v", s, err)
+				}
+			}
+			tRead += time.Since(start)
+			cc.Close()
+			c.removePeer(p)
 		}
-		tPull += time.Since(start)
-		cc.Close()
-		c.removePeer(p)
+		if i%2 == 0 { // alternate the order: the machine's load drifts
+			mirrorRun()
+			pullRun()
+		} else {
+			pullRun()
+			mirrorRun()
+		}
 	}
 	b.StopTimer()
 	mb := func(d time.Duration) float64 { return float64(total) * float64(b.N) / d.Seconds() / 1e6 }
 	b.ReportMetric(mb(tMirror), "mirror-MB/s")
 	b.ReportMetric(mb(tPull), "pull-MB/s")
 	b.ReportMetric(tPull.Seconds()/tMirror.Seconds(), "mirror/pull")
-	b.Logf("%s in %d layers, %d runs: mirror %.2fs, p2pctl pull %.2fs per run: mirror at %.2fx the pull's speed",
-		units.FormatSize(total), n, b.N, tMirror.Seconds()/float64(b.N), tPull.Seconds()/float64(b.N), tPull.Seconds()/tMirror.Seconds())
+	b.ReportMetric((tPull+tRead).Seconds()/tMirror.Seconds(), "mirror/pull+read")
+	per := func(d time.Duration) float64 { return d.Seconds() / float64(b.N) }
+	b.Logf("%s in %d layers, %d runs: mirror %.2fs, p2pctl pull %.2fs (+%.2fs reading back) per run: mirror at %.2fx the pull's speed, %.2fx pull+read",
+		units.FormatSize(total), n, b.N, per(tMirror), per(tPull), per(tRead), tPull.Seconds()/tMirror.Seconds(), (tPull+tRead).Seconds()/tMirror.Seconds())
 }
 
 // mirrorGet fetches every blob through p's mirror, one at a time, hashing

@@ -15,8 +15,10 @@
 // them. A blob is a p2pd blob whose digest is the layer's: the mirror
 // serves it from the local store if it is complete there; otherwise it has
 // the origin ingest it from upstream (once, for the whole fleet), pulls it
-// through the swarm, verifying every chunk, and then serves it. The blob
-// is sent once the pull has completed, not while it downloads.
+// through the swarm, verifying every chunk, and streams it to the client
+// while it downloads: each chunk in order as soon as the pull has stored
+// (and so verified) it. Blobs may implement Streamer for that; otherwise,
+// and for Range requests, the blob is sent once the pull has completed.
 package mirror
 
 import (
@@ -312,18 +314,38 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, registry, rep
 	}
 	ctx := r.Context()
 	rc, _, err := s.blobs.Open(ctx, d)
-	if err != nil {
-		if err := s.fetch(ctx, registry, repo, d); err != nil {
-			s.originError(w, r, codeBlobUnknown, err)
-			return
-		}
-		if rc, _, err = s.blobs.Open(ctx, d); err != nil {
-			s.originError(w, r, codeBlobUnknown, err)
+	if err == nil {
+		s.met.local.Inc()
+		s.serveLocal(w, r, d, rc)
+		return
+	}
+	done := s.fetch(registry, repo, d)
+	if st, ok := s.blobs.(Streamer); ok && r.Header.Get("Range") == "" {
+		var handled bool
+		if handled, err = s.stream(w, r, st, d, done); handled {
 			return
 		}
 	} else {
-		s.met.local.Inc()
+		select {
+		case res := <-done:
+			err = res.Err
+		case <-ctx.Done():
+			return
+		}
 	}
+	if err != nil {
+		s.originError(w, r, codeBlobUnknown, err)
+		return
+	}
+	if rc, _, err = s.blobs.Open(ctx, d); err != nil {
+		s.originError(w, r, codeBlobUnknown, err)
+		return
+	}
+	s.serveLocal(w, r, d, rc)
+}
+
+// serveLocal serves a blob complete in the local store, with Range.
+func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, d chunker.Digest, rc io.ReadSeekCloser) {
 	defer rc.Close()
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
@@ -333,11 +355,103 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, registry, rep
 	http.ServeContent(cw, r, "", time.Time{}, rc)
 }
 
-// fetch has the origin ingest blob d and pulls it through the swarm. One
-// fetch per blob runs at a time; it goes on if the request that started
-// it ends, for the others that wait on it and for the next pull.
-func (s *Server) fetch(ctx context.Context, registry, repo string, d chunker.Digest) error {
-	ch := s.pulls.DoChan(d.String(), func() (any, error) {
+// Streamer lets the mirror send a blob while the peer downloads it: the
+// blob's manifest once known (nil before; an error while the peer does not
+// track the blob yet), and the chunks, verified, as they are stored.
+type Streamer interface {
+	Manifest(d chunker.Digest) (*chunker.Manifest, error)
+	HasChunk(d chunker.Digest) bool
+	ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error)
+}
+
+// streamPoll is how often a streaming answer checks for the next chunk.
+const streamPoll = 5 * time.Millisecond
+
+// stream answers a GET or HEAD of blob d while fetch (done) pulls it: once
+// the manifest is known it sends the headers, then each chunk in order as
+// soon as the pull has stored (and so verified) it. If the fetch ends
+// before the manifest is known, stream returns its error and handled false,
+// and the caller answers. A fetch failing after the headers went out aborts
+// the answer, so that the client sees a truncated body, never a wrong one;
+// the last chunk goes out only once the pull has verified the whole blob.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, d chunker.Digest, done <-chan singleflight.Result) (handled bool, err error) {
+	ctx := r.Context()
+	tick := time.NewTicker(streamPoll)
+	defer tick.Stop()
+	var m *chunker.Manifest
+	for m == nil {
+		select {
+		case res := <-done:
+			return false, res.Err
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-tick.C:
+		}
+		m, _ = st.Manifest(d)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", fmt.Sprint(m.Size))
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return true, nil
+	}
+	s.met.streamed.Inc()
+	buf := make([]byte, m.MaxSize)
+	finished := false
+	for i, c := range m.Chunks {
+		for !st.HasChunk(c.Digest) {
+			if finished {
+				s.log.WarnContext(ctx, "blob pulled but a chunk is missing", "blob", d, "chunk", i)
+				panic(http.ErrAbortHandler)
+			}
+			select {
+			case res := <-done:
+				if res.Err != nil {
+					s.log.WarnContext(ctx, "pull failed while streaming; aborting the answer", "blob", d, "chunk", i, "err", res.Err)
+					panic(http.ErrAbortHandler)
+				}
+				finished = true
+			case <-ctx.Done():
+				return true, ctx.Err()
+			case <-tick.C:
+			}
+		}
+		b, err := st.ReadChunk(ctx, c.Digest, buf)
+		if err != nil || len(b) != int(c.Size) {
+			s.log.WarnContext(ctx, "reading a chunk while streaming; aborting the answer", "blob", d, "chunk", i, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if i == len(m.Chunks)-1 && !finished {
+			// The last chunk waits for the pull's check of the whole
+			// blob: a client never gets all of a blob that failed it.
+			select {
+			case res := <-done:
+				if res.Err != nil {
+					s.log.WarnContext(ctx, "pull failed at the end; aborting the answer", "blob", d, "err", res.Err)
+					panic(http.ErrAbortHandler)
+				}
+			case <-ctx.Done():
+				return true, ctx.Err()
+			}
+		}
+		n, err := w.Write(b)
+		s.met.served.Add(float64(n))
+		if err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// fetch has the origin ingest blob d and pulls it through the swarm, and
+// returns a channel for the result. One fetch per blob runs at a time; it
+// goes on if the request that started it ends, for the others that wait on
+// it and for the next pull, until the mirror shuts down.
+func (s *Server) fetch(registry, repo string, d chunker.Digest) <-chan singleflight.Result {
+	return s.pulls.DoChan(d.String(), func() (any, error) {
 		ctx := s.base
 		start := time.Now()
 		if _, err := s.origin.ImageBlob(ctx, registry, repo, d); err != nil {
@@ -353,12 +467,6 @@ func (s *Server) fetch(ctx context.Context, registry, repo string, d chunker.Dig
 			"from_origins", b.BytesFromOrigins, "elapsed", time.Since(start))
 		return nil, nil
 	})
-	select {
-	case res := <-ch:
-		return res.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // countWriter counts the blob bytes served.
@@ -380,6 +488,7 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	layerBytes *prometheus.CounterVec
 	local      prometheus.Counter
+	streamed   prometheus.Counter
 	served     prometheus.Counter
 }
 
@@ -397,6 +506,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "p2pd_mirror_blob_local_hits_total",
 			Help: "Blob requests served from the local store without a pull.",
 		}),
+		streamed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_mirror_blob_streamed_total",
+			Help: "Blob requests answered while the blob downloaded, chunk by chunk in order.",
+		}),
 		served: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_mirror_blob_bytes_served_total",
 			Help: "Blob bytes sent to registry clients.",
@@ -404,7 +517,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.layerBytes.WithLabelValues("peers")
 	m.layerBytes.WithLabelValues("origins")
-	for _, c := range []prometheus.Collector{m.requests, m.layerBytes, m.local, m.served} {
+	for _, c := range []prometheus.Collector{m.requests, m.layerBytes, m.local, m.streamed, m.served} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("mirror: registering metrics: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/registrytest"
+	"github.com/p2pd/p2pd/origin"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/origin/upstream"
 	"github.com/p2pd/p2pd/peer"
@@ -44,19 +46,28 @@ type cluster struct {
 	t        testing.TB
 	dir      string
 	peerDirs []string
-	tracker *daemon.Node
-	origin  *daemon.Node
-	peers   []*daemon.Node
+	log      *slog.Logger
+	tracker  *daemon.Node
+	origin   *daemon.Node
+	peers    []*daemon.Node
 }
+
+// smallChunks makes a few-MiB test layer many chunks, as a real layer is.
+var smallChunks = origin.Config{Chunker: chunker.Config{MinSize: 64 << 10, AvgSize: 256 << 10, MaxSize: 1 << 20}}
 
 func newCluster(t testing.TB, ups []upstream.Registry) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir()}
+	return newClusterWith(t, ups, smallChunks)
+}
+
+func newClusterWith(t testing.TB, ups []upstream.Registry, ocfg origin.Config) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), log: slog.New(slog.DiscardHandler)}
 	ctx := context.Background()
-	lg := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		lg = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if os.Getenv("P2PD_TEST_LOG") != "" {
+		c.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+	lg := c.log
 	var err error
 	c.tracker, err = daemon.RunTracker(ctx, daemon.TrackerConfig{Listen: "127.0.0.1:0", Tracker: tracker.Config{AnnounceInterval: time.Second}}, lg)
 	if err != nil {
@@ -66,6 +77,7 @@ func newCluster(t testing.TB, ups []upstream.Registry) *cluster {
 	c.origin, err = daemon.RunOrigin(ctx, daemon.OriginConfig{
 		NodeConfig: c.node("origin"), Listen: "127.0.0.1:0",
 		Upstream: upstream.Config{Registries: ups},
+		Origin:   ocfg,
 	}, lg)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +107,7 @@ func (c *cluster) addPeer(wrap func(peer.Store) peer.Store) *daemon.Node {
 	p, err := daemon.RunPeer(context.Background(), daemon.PeerConfig{
 		NodeConfig: nc, Control: "127.0.0.1:0",
 		Mirror: mirror.Config{Listen: "127.0.0.1:0", Origin: c.origin.URL("http")},
-	}, slog.New(slog.DiscardHandler))
+	}, c.log.With("peer", len(c.peers)))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -274,6 +286,9 @@ func TestMirrorPullThroughSwarm(t *testing.T) {
 	if fromPeers+fromOrigins < float64(want) || fromPeers < 0.9*(fromPeers+fromOrigins) {
 		t.Errorf("second peer took %.0f of %.0f blob bytes from peers, want >= 90%%", fromPeers, fromPeers+fromOrigins)
 	}
+	if got := metric(t, b, "p2pd_mirror_blob_streamed_total", ""); got == 0 {
+		t.Errorf("the second peer streamed no blob while it downloaded")
+	}
 	// A third pull on the same node is served from its store.
 	before := metric(t, b, "p2pd_mirror_blob_local_hits_total", "")
 	pullAll(t, b, "registry.test", "team/app", "v1")
@@ -282,6 +297,7 @@ func TestMirrorPullThroughSwarm(t *testing.T) {
 	}
 
 	t.Run("protocol", func(t *testing.T) { testProtocol(t, a, idx) })
+	t.Run("not local", func(t *testing.T) { testNotLocal(t, c.addPeer(nil), idx) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, a) })
 }
 
@@ -363,6 +379,27 @@ func testProtocol(t *testing.T, p *daemon.Node, idx v1.ImageIndex) {
 	}
 }
 
+// testNotLocal sends a HEAD and a Range request for blobs the peer does
+// not hold yet: the HEAD is answered once the manifest is known, the Range
+// request once the pull has completed.
+func testNotLocal(t *testing.T, p *daemon.Node, idx v1.ImageIndex) {
+	base := "http://" + p.Addrs["mirror"] + "/v2/team/app/blobs/"
+	digests, sizes := registrytest.Blobs(t, idx)
+	resp, body := get(t, http.MethodHead, base+digests[2]+"?ns=registry.test", nil)
+	if resp.StatusCode != http.StatusOK || len(body) != 0 || resp.Header.Get("Content-Length") != strconv.FormatInt(sizes[2], 10) ||
+		resp.Header.Get("Docker-Content-Digest") != digests[2] {
+		t.Errorf("HEAD of a blob not held: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, part := get(t, http.MethodGet, base+digests[3]+"?ns=registry.test", map[string]string{"Range": "bytes=5-104"})
+	if resp.StatusCode != http.StatusPartialContent || len(part) != 100 {
+		t.Fatalf("Range of a blob not held: %d, %d bytes", resp.StatusCode, len(part))
+	}
+	_, full := get(t, http.MethodGet, base+digests[3]+"?ns=registry.test", nil)
+	if string(full[5:105]) != string(part) {
+		t.Errorf("the range differs from the blob's bytes 5-104")
+	}
+}
+
 func testErrors(t *testing.T, p *daemon.Node) {
 	base := "http://" + p.Addrs["mirror"]
 	unknown := "sha256:" + strings.Repeat("ab", 32)
@@ -404,14 +441,19 @@ func testErrors(t *testing.T, p *daemon.Node) {
 func TestMirrorUpstreamFailures(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	locked := registrytest.Start(t, registrytest.Options{Username: "ci", Password: "s3cret"})
+	tokened := registrytest.Start(t, registrytest.Options{Username: "ci", Password: "t0ken", Token: true})
 	idx := registrytest.Index(t, 2, 64<<10)
 	registrytest.Push(t, reg.Host, "team/corrupt", "v1", idx, "", "")
 	registrytest.Push(t, locked.Host, "team/app", "v1", idx, "ci", "s3cret")
+	registrytest.Push(t, tokened.Host, "team/app", "v1", idx, "ci", "t0ken")
 	c := newCluster(t, []upstream.Registry{
 		{Name: "registry.test", Endpoint: reg.URL},
 		{Name: "down.test", Endpoint: "http://127.0.0.1:1"},
 		{Name: "locked.test", Endpoint: locked.URL, Username: "ci", Password: "wrong"},
 		{Name: "unlocked.test", Endpoint: locked.URL, Username: "ci", Password: "s3cret"},
+		{Name: "bearer.test", Endpoint: tokened.URL, Username: "ci", Password: "t0ken"},
+		{Name: "badbearer.test", Endpoint: tokened.URL, Username: "ci", Password: "wrong"},
+		{Name: "anonbearer.test", Endpoint: tokened.URL},
 	})
 	p := c.addPeer(nil)
 	base := "http://" + p.Addrs["mirror"]
@@ -425,9 +467,19 @@ func TestMirrorUpstreamFailures(t *testing.T) {
 	wantError(t, resp, body, 403, "DENIED")
 	resp, body = get(t, "GET", base+"/v2/team/app/blobs/"+digests[1]+"?ns=locked.test", nil)
 	wantError(t, resp, body, 403, "DENIED")
-	// The right password works (basic auth, negotiated by the client).
-	if resp, body := get(t, "GET", base+"/v2/team/app/manifests/v1?ns=unlocked.test", nil); resp.StatusCode != 200 {
-		t.Errorf("with the right credentials: %d %s", resp.StatusCode, body)
+	// The right password works, with basic auth and with a bearer token
+	// from the registry's token service (negotiated by the client).
+	for _, ns := range []string{"unlocked.test", "bearer.test"} {
+		if resp, body := get(t, "GET", base+"/v2/team/app/manifests/v1?ns="+ns, nil); resp.StatusCode != 200 {
+			t.Errorf("%s with the right credentials: %d %s", ns, resp.StatusCode, body)
+		}
+	}
+	if resp, body := get(t, "GET", base+"/v2/team/app/blobs/"+digests[2]+"?ns=bearer.test", nil); resp.StatusCode != 200 {
+		t.Errorf("a layer through a bearer token: %d %s", resp.StatusCode, body)
+	}
+	for _, ns := range []string{"badbearer.test", "anonbearer.test"} {
+		resp, body := get(t, "GET", base+"/v2/team/app/manifests/v1?ns="+ns, nil)
+		wantError(t, resp, body, 403, "DENIED")
 	}
 
 	// Corrupt a layer in the upstream's storage: same size, other bytes.
@@ -480,5 +532,21 @@ func TestMirrorCorruptPeer(t *testing.T) {
 	pullAll(t, good, "registry.test", "team/app", "v1") // checks every digest
 	if got := metric(t, good, "p2pd_peer_chunks_rejected_total", ""); got == 0 {
 		t.Errorf("no chunk rejected: the corrupt peer was never used")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, ok := range []string{"", "off", "127.0.0.1:7403", "localhost:0", "[::1]:7403"} {
+		if err := (mirror.Config{Listen: ok}).Validate(); err != nil {
+			t.Errorf("listen %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"0.0.0.0:7403", "10.0.0.1:7403", "7403", ":7403"} {
+		if err := (mirror.Config{Listen: bad}).Validate(); !errors.Is(err, mirror.ErrBadConfig) {
+			t.Errorf("listen %q: %v, want ErrBadConfig", bad, err)
+		}
+	}
+	if _, err := mirror.New(mirror.Config{}, mirror.Deps{}); !errors.Is(err, mirror.ErrBadConfig) {
+		t.Errorf("New without Origin and Blobs: %v", err)
 	}
 }
