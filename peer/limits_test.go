@@ -218,11 +218,26 @@ func TestBusyRefusalDoesNotClaimChunk(t *testing.T) {
 	cfg := peertest.TestConfig()
 	cfg.UploadSlots = 1
 	cfg.ResendWindow = time.Hour
-	cfg.UploadRate = 512 << 10 // keep the first upload going for a while
+	// Keep the first upload going for a while: x, the largest chunk, takes
+	// about a second and a half, long enough for B to connect and ask even
+	// on a loaded machine (A reads nothing meanwhile, but x fits in the
+	// stream's window, so only the rate holds the upload back).
+	cfg.UploadRate = 64 << 10
 	cfg.PieceSize = 16 << 10
 	n := peertest.StartNode(t, "server", tr, cfg)
 	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(14, 1<<20)), peertest.SmallChunks)
 	x, y := m.Chunks[0], m.Chunks[1]
+	for _, c := range m.Chunks {
+		if c.Size > x.Size {
+			x = c
+		}
+	}
+	if x == y {
+		y = m.Chunks[0]
+	}
+	if x.Size < 96<<10 {
+		t.Fatalf("the largest chunk is %d bytes: too small to keep the slot taken", x.Size)
+	}
 
 	request := func(name string, c chunker.Chunk) (network.Stream, *peerwire.Decoder) {
 		h := rawHost(t)
