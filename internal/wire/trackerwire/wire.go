@@ -282,5 +282,6 @@ const (
 	CodeNotFound         = "not_found"          // no such swarm or route
 	CodeMethodNotAllowed = "method_not_allowed" // see the Allow header
 	CodeConflict         = "conflict"           // NumChunks differs from the swarm's
+	CodeUnauthorized     = "unauthorized"       // signature missing, wrong, stale or replayed (401), or scope refused (403)
 	CodeInternal         = "internal"
 )
