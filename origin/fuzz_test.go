@@ -1,18 +1,14 @@
 package origin
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/auth"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 	"github.com/p2pd/p2pd/peer/store"
 )
 
@@ -47,14 +43,10 @@ func FuzzServeRequest(f *testing.F) {
 	known := map[int]bool{200: true, 201: true, 204: true, 206: true, 301: true, 307: true, 308: true, 400: true, 401: true,
 		403: true, 404: true, 405: true, 413: true, 416: true, 503: true}
 	f.Fuzz(func(t *testing.T, method, path, query, authz, expect, rng string, body []byte) {
-		if !strings.HasPrefix(path, "/") || strings.ContainsAny(method+path+query, " \r\n\x00") || method == "" {
-			return
-		}
 		for _, s := range srvs {
-			r := &http.Request{
-				Method: method, URL: &url.URL{Path: path, RawQuery: query}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-				Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), Host: "origin", RemoteAddr: "127.0.0.1:1",
-				RequestURI: path, ContentLength: int64(len(body)),
+			r, ok := httpxtest.Request(method, path, query, body)
+			if !ok {
+				return
 			}
 			for k, v := range map[string]string{"Authorization": authz, "X-P2PD-Expected-Digest": expect, "Range": rng} {
 				if v != "" {

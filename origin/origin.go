@@ -224,8 +224,8 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 		mux.Handle(pattern, s.instrument(route, h))
 	}
 	guard := func(h http.HandlerFunc, rule auth.Rule) http.HandlerFunc { return s.auth.Guard(h, rule).ServeHTTP }
-	read := auth.Rule{Scopes: []auth.Scope{auth.ScopeAnnounce, auth.ScopePush, auth.ScopeAdmin}}
-	admin := auth.Rule{Scopes: []auth.Scope{auth.ScopeAdmin}}
+	read := auth.Rule{Scopes: []auth.Scope{auth.ScopeAnnounce, auth.ScopePush, auth.ScopeAdmin}, Code: originwire.CodeUnauthorized}
+	admin := auth.Rule{Scopes: []auth.Scope{auth.ScopeAdmin}, Code: originwire.CodeUnauthorized}
 	// A push checks its signature itself, to count refusals by result.
 	handle(originwire.RoutePushPut, "push", s.handlePush)
 	handle(originwire.RoutePushPost, "push", s.handlePush)
@@ -269,7 +269,7 @@ func methodNotAllowed(allow ...string) http.HandlerFunc {
 }
 
 // pushRule is who may push: the push token, with the body streamed.
-var pushRule = auth.Rule{Scopes: []auth.Scope{auth.ScopePush}, StreamBody: true}
+var pushRule = auth.Rule{Scopes: []auth.Scope{auth.ScopePush}, StreamBody: true, Code: originwire.CodeUnauthorized}
 
 // pathDigest parses the {digest} of a blob route, answering 400 if it is
 // malformed.

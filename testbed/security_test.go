@@ -22,6 +22,7 @@ import (
 	"github.com/p2pd/p2pd/chunker/chunkertest"
 	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/daemon"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/origin/originclient"
 	"github.com/p2pd/p2pd/peer"
@@ -113,7 +114,7 @@ func TestClosedSwarm(t *testing.T) {
 
 	t.Run("replays an announce", func(t *testing.T) {
 		// A member's announce, as it went over the wire.
-		rec := &recorder{base: plain.Transport}
+		rec := &httpxtest.Recorder{Base: plain.Transport}
 		cr := c.Credentials
 		mc, _ := trackerclient.New(c.Tracker.URL("http"), trackerclient.WithHTTPClient(auth.Client(rec, auth.ScopeAnnounce, cr.Keys.Announce, 0)))
 		req := &trackerwire.AnnounceRequest{Blob: d, PeerID: member.ID.String(), Addrs: []string{c.Peers[0].Addrs["p2p"]},
@@ -121,8 +122,9 @@ func TestClosedSwarm(t *testing.T) {
 		if resp, err := mc.Announce(ctx, req); err != nil || len(resp.Peers) == 0 {
 			t.Fatalf("the member's announce: %+v, %v", resp, err)
 		}
+		captured, body := rec.Last()
 		replay := func(header string) (int, string) {
-			r, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.Tracker.URL("http")+trackerwire.PathAnnounce, bytes.NewReader(rec.body))
+			r, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.Tracker.URL("http")+trackerwire.PathAnnounce, bytes.NewReader(body))
 			r.Header.Set("Authorization", header)
 			resp, err := plain.Do(r)
 			if err != nil {
@@ -132,19 +134,19 @@ func TestClosedSwarm(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			return resp.StatusCode, string(b)
 		}
-		code, body := replay(rec.header)
-		if code != http.StatusUnauthorized || strings.Contains(body, "12D3") || !strings.Contains(body, "already received") {
-			t.Fatalf("replayed announce: %d %s", code, body)
+		code, msg := replay(captured)
+		if code != http.StatusUnauthorized || strings.Contains(msg, "12D3") || !strings.Contains(msg, "already received") {
+			t.Fatalf("replayed announce: %d %s", code, msg)
 		}
 		// The same announce signed ten minutes ago (captured then) is too old.
 		old, err := auth.Sign(auth.ScopeAnnounce, cr.Keys.Announce, http.MethodPost, trackerwire.PathAnnounce,
-			auth.BodyHash(rec.body), time.Now().Add(-10*time.Minute))
+			auth.BodyHash(body), time.Now().Add(-10*time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, body = replay(old)
-		if code != http.StatusUnauthorized || strings.Contains(body, "12D3") || !strings.Contains(body, "off the server's clock") {
-			t.Fatalf("old announce: %d %s", code, body)
+		code, msg = replay(old)
+		if code != http.StatusUnauthorized || strings.Contains(msg, "12D3") || !strings.Contains(msg, "off the server's clock") {
+			t.Fatalf("old announce: %d %s", code, msg)
 		}
 	})
 
@@ -161,22 +163,6 @@ func TestClosedSwarm(t *testing.T) {
 			t.Fatalf("a host with the cluster key could not connect: %v", err)
 		}
 	})
-}
-
-// recorder keeps the last request's Authorization header and body.
-type recorder struct {
-	base   http.RoundTripper
-	header string
-	body   []byte
-}
-
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	r.header = req.Header.Get("Authorization")
-	if req.GetBody != nil {
-		rc, _ := req.GetBody()
-		r.body, _ = io.ReadAll(rc)
-	}
-	return r.base.RoundTrip(req)
 }
 
 // dialFails checks that a libp2p host with key and psk (nil: none) cannot

@@ -11,25 +11,10 @@ import (
 	"testing"
 
 	"github.com/p2pd/p2pd/internal/auth"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
-
-// capture keeps the last request sent through it, with its body.
-type capture struct {
-	base http.RoundTripper
-	req  *http.Request
-	body []byte
-}
-
-func (c *capture) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.req = r
-	if r.GetBody != nil {
-		rc, _ := r.GetBody()
-		c.body, _ = io.ReadAll(rc)
-	}
-	return c.base.RoundTrip(r)
-}
 
 // TestAuth runs a closed tracker: announces need the announce token,
 // reads the announce or admin token, a captured announce cannot be sent
@@ -48,8 +33,9 @@ func TestAuth(t *testing.T) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	cap := &capture{base: http.DefaultTransport.(*http.Transport).Clone()}
-	defer cap.base.(*http.Transport).CloseIdleConnections()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	cap := &httpxtest.Recorder{Base: tr}
 	client := func(scope auth.Scope, token string) *trackerclient.Client {
 		c, err := trackerclient.New(ts.URL, trackerclient.WithHTTPClient(auth.Client(cap, scope, token, 0)))
 		if err != nil {
@@ -73,7 +59,7 @@ func TestAuth(t *testing.T) {
 	if _, err := member.Announce(ctx, peerReq(blobA, "p1", 4, 0, 1)); err != nil {
 		t.Fatal(err)
 	}
-	captured, body := cap.req.Header.Get("Authorization"), cap.body
+	captured, body := cap.Last()
 	resp, err := member.Announce(ctx, peerReq(blobA, "p2", 4, 2))
 	if err != nil || len(resp.Peers) != 1 || resp.Peers[0].PeerID != "p1" {
 		t.Fatalf("member announce: %+v, %v", resp, err)
@@ -82,7 +68,7 @@ func TestAuth(t *testing.T) {
 	// The captured announce, replayed: refused, with no peer in the answer.
 	req, _ := http.NewRequest(http.MethodPost, ts.URL+trackerwire.PathAnnounce, bytes.NewReader(body))
 	req.Header.Set("Authorization", captured)
-	hr, err := cap.base.RoundTrip(req)
+	hr, err := tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}

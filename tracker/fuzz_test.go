@@ -1,16 +1,13 @@
 package tracker
 
 import (
-	"bytes"
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2pd/p2pd/internal/auth"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 )
 
 // FuzzServeRequest sends arbitrary requests (method, path, query,
@@ -36,17 +33,10 @@ func FuzzServeRequest(f *testing.F) {
 	}
 	known := map[int]bool{200: true, 301: true, 307: true, 308: true, 400: true, 401: true, 403: true, 404: true, 405: true, 409: true, 413: true, 503: true}
 	f.Fuzz(func(t *testing.T, method, path, query, authz string, body []byte) {
-		if !strings.HasPrefix(path, "/") || strings.ContainsAny(method+path+query, " \r\n\x00") || method == "" {
-			return
-		}
 		for _, s := range srvs {
-			r := &http.Request{
-				Method: method, URL: &url.URL{Path: path, RawQuery: query}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-				Header: http.Header{}, Body: http.NoBody, Host: "tracker", RemoteAddr: "127.0.0.1:1",
-				RequestURI: path, ContentLength: int64(len(body)),
-			}
-			if len(body) > 0 {
-				r.Body = httpBody(body)
+			r, ok := httpxtest.Request(method, path, query, body)
+			if !ok {
+				return
 			}
 			if authz != "" {
 				r.Header.Set("Authorization", authz)
@@ -65,9 +55,3 @@ func FuzzServeRequest(f *testing.F) {
 		}
 	})
 }
-
-type bodyReader struct{ *bytes.Reader }
-
-func (bodyReader) Close() error { return nil }
-
-func httpBody(b []byte) bodyReader { return bodyReader{bytes.NewReader(b)} }

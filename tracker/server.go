@@ -132,7 +132,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 		mux.Handle(pattern, s.instrument(route, h))
 	}
 	guard := func(h http.HandlerFunc, scopes ...auth.Scope) http.HandlerFunc {
-		return s.auth.Guard(h, auth.Rule{Scopes: scopes}).ServeHTTP
+		return s.auth.Guard(h, auth.Rule{Scopes: scopes, Code: trackerwire.CodeUnauthorized}).ServeHTTP
 	}
 	handle(trackerwire.RouteAnnounce, "announce", guard(s.handleAnnounce, auth.ScopeAnnounce))
 	handle(trackerwire.RouteSwarms, "swarms", guard(s.handleSwarms, auth.ScopeAnnounce, auth.ScopeAdmin))

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/p2pd/p2pd/internal/clock"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,28 +29,11 @@ func mustToken(t *testing.T) string {
 	return tok
 }
 
-// recorder keeps the last request the client sent, as signed.
-type recorder struct {
-	base http.RoundTripper
-	last *http.Request
-	body []byte
-}
-
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	r.last = req
-	if req.GetBody != nil {
-		rc, _ := req.GetBody()
-		r.body, _ = io.ReadAll(rc)
-	}
-	return r.base.RoundTrip(req)
-}
-
 type testServer struct {
 	url   string
 	clock *clock.Fake
 	keys  Keys
-	rec   *recorder
-	hc    *http.Client
+	rec   *httpxtest.Recorder
 }
 
 // newServer serves an echo handler behind rules on a loopback listener.
@@ -69,7 +53,7 @@ func newServer(t *testing.T) *testServer {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	ts.url = srv.URL
-	ts.rec = &recorder{base: srv.Client().Transport}
+	ts.rec = &httpxtest.Recorder{Base: srv.Client().Transport}
 	t.Cleanup(srv.Client().CloseIdleConnections)
 	return ts
 }
@@ -137,8 +121,7 @@ func TestReplayAndAge(t *testing.T) {
 	if code, body := do(t, hc, newReq(t, "POST", ts.url+"/announce", strings.NewReader(`{"peer":"a"}`))); code != 200 {
 		t.Fatalf("first announce: %d %s", code, body)
 	}
-	captured := ts.rec.last.Header.Get("Authorization")
-	body := ts.rec.body
+	captured, body := ts.rec.Last()
 	replay := func() (int, string) {
 		req := newReq(t, "POST", ts.url+"/announce", bytes.NewReader(body))
 		req.Header.Set("Authorization", captured)

@@ -91,6 +91,9 @@ type Rule struct {
 	// StreamBody lets the body go unsigned (an origin push). Otherwise the
 	// body, at most MaxSignedBody bytes, must match the signed hash.
 	StreamBody bool
+	// Code is the error code of a refusal in the API's error body
+	// (default CodeUnauthorized).
+	Code string
 }
 
 // Guard returns h behind rule. A nil Verifier returns h.
@@ -114,8 +117,12 @@ func (v *Verifier) Allow(w http.ResponseWriter, r *http.Request, rule Rule) bool
 	}
 	status, err := v.check(w, r, rule)
 	if err != nil {
+		code := rule.Code
+		if code == "" {
+			code = CodeUnauthorized
+		}
 		w.Header().Set("WWW-Authenticate", Scheme+` realm="p2pd"`)
-		httpx.WriteError(w, status, CodeUnauthorized, err.Error())
+		httpx.WriteError(w, status, code, err.Error())
 		return false
 	}
 	return true

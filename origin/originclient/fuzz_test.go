@@ -8,22 +8,8 @@ import (
 	"testing"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 )
-
-// canned answers every request with one status and body.
-type canned struct {
-	status int
-	body   []byte
-}
-
-func (c canned) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Body != nil {
-		io.Copy(io.Discard, r.Body)
-		r.Body.Close()
-	}
-	return &http.Response{StatusCode: c.status, Body: io.NopCloser(bytes.NewReader(c.body)), Header: http.Header{},
-		Request: r, ContentLength: int64(len(c.body))}, nil
-}
 
 // FuzzResponses feeds arbitrary origin answers (status, body) to every
 // call of the client: it returns a value or an error, never panics, and
@@ -52,7 +38,7 @@ func FuzzResponses(f *testing.F) {
 	statuses := []int{200, 201, 400, 401, 403, 404, 413, 416, 500, 507}
 	f.Fuzz(func(t *testing.T, st uint8, body []byte) {
 		status := statuses[int(st)%len(statuses)]
-		c, err := New("http://origin", WithHTTPClient(&http.Client{Transport: canned{status, body}}))
+		c, err := New("http://origin", WithHTTPClient(&http.Client{Transport: httpxtest.Canned{Status: status, Body: body}}))
 		if err != nil {
 			t.Fatal(err)
 		}

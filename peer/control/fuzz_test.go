@@ -1,15 +1,12 @@
 package control_test
 
 import (
-	"bytes"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 	"github.com/p2pd/p2pd/internal/wire/ctlwire"
 	"github.com/p2pd/p2pd/peer/control"
 )
@@ -31,13 +28,9 @@ func FuzzServeRequest(f *testing.F) {
 	h := control.New(eng, nil, nil).Handler()
 	known := map[int]bool{200: true, 204: true, 301: true, 307: true, 308: true, 400: true, 404: true, 405: true, 413: true, 500: true}
 	f.Fuzz(func(t *testing.T, method, path string, body []byte) {
-		if !strings.HasPrefix(path, "/") || strings.ContainsAny(method+path, " \r\n\x00?#") || method == "" {
+		r, ok := httpxtest.Request(method, path, "", body)
+		if !ok || strings.Contains(path, "?") {
 			return
-		}
-		r := &http.Request{
-			Method: method, URL: &url.URL{Path: path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), Host: "control", RemoteAddr: "127.0.0.1:1",
-			RequestURI: path, ContentLength: int64(len(body)),
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)

@@ -1,25 +1,14 @@
 package trackerclient
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"testing"
 
 	"github.com/p2pd/p2pd/chunker"
+	"github.com/p2pd/p2pd/internal/httpx/httpxtest"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 )
-
-// canned answers every request with one status and body.
-type canned struct {
-	status int
-	body   []byte
-}
-
-func (c canned) RoundTrip(r *http.Request) (*http.Response, error) {
-	return &http.Response{StatusCode: c.status, Body: io.NopCloser(bytes.NewReader(c.body)), Header: http.Header{}, Request: r}, nil
-}
 
 // FuzzResponses feeds arbitrary tracker answers (status, body) to every
 // call of the client: it returns a value or an error, never panics, and
@@ -36,7 +25,7 @@ func FuzzResponses(f *testing.F) {
 		Role: trackerwire.RolePeer, NumChunks: 4, Bitfield: trackerwire.NewBitfield(4)}
 	f.Fuzz(func(t *testing.T, st uint8, body []byte) {
 		status := statuses[int(st)%len(statuses)]
-		c, err := New("http://tracker", WithHTTPClient(&http.Client{Transport: canned{status, body}}), WithMaxResponseBytes(1<<16))
+		c, err := New("http://tracker", WithHTTPClient(&http.Client{Transport: httpxtest.Canned{Status: status, Body: body}}), WithMaxResponseBytes(1<<16))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -194,9 +194,6 @@ func (g *globals) load() error {
 	if err := config.LoadFile(g.configPath, &g.cfg); err != nil {
 		return err
 	}
-	if err := g.loadCredentials(); err != nil {
-		return err
-	}
 	for _, e := range []struct {
 		flag, def string
 		dst       *string
@@ -230,8 +227,12 @@ func (g *globals) chunker() (*chunker.Chunker, error) { return chunker.New(g.cfg
 
 // loadCredentials applies config < environment < flags to the
 // credentials, fills what is still missing from the credentials
-// directory, and loads them.
+// directory, and loads them. Only the commands that reach the tracker or
+// the origin call it (through originClient and trackerClient).
 func (g *globals) loadCredentials() error {
+	if g.creds != nil {
+		return nil
+	}
 	for _, c := range []struct {
 		flag, env string
 		dst       *string
@@ -285,6 +286,9 @@ func (g *globals) loadCredentials() error {
 // originClient returns a client of the origin whose requests are signed
 // with the token of scope, if p2pctl has one.
 func (g *globals) originClient(scope auth.Scope) (*originclient.Client, error) {
+	if err := g.loadCredentials(); err != nil {
+		return nil, err
+	}
 	c, err := originclient.New(g.cfg.Origin, originclient.WithHTTPClient(g.creds.Client(scope, 0)))
 	if err != nil {
 		return nil, usageError{err}
@@ -295,6 +299,9 @@ func (g *globals) originClient(scope auth.Scope) (*originclient.Client, error) {
 // trackerClient returns a client of the tracker whose requests are signed
 // with the admin token, if p2pctl has one.
 func (g *globals) trackerClient() (*trackerclient.Client, error) {
+	if err := g.loadCredentials(); err != nil {
+		return nil, err
+	}
 	c, err := trackerclient.New(g.cfg.Tracker, trackerclient.WithHTTPClient(g.creds.Client(auth.ScopeAdmin, trackerclient.DefaultTimeout)))
 	if err != nil {
 		return nil, usageError{err}

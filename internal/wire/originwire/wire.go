@@ -19,11 +19,14 @@
 // the manifest's. A push may name the digest it expects, in the
 // QueryDigest query parameter or the HeaderExpectedDigest header; a blob
 // that hashes otherwise is refused with CodeDigestMismatch and nothing of
-// it is kept. Pushes and deletes need "Authorization: Bearer <token>" when
-// the origin has a push token.
+// it is kept. A closed origin takes only requests signed with a scoped
+// token (an "Authorization: P2PD-HMAC-SHA256 ..." header, see package
+// internal/auth and docs/security.md): pushes the push token, deletes the
+// admin token, reads any token; /healthz and /metrics stay open.
 //
 // Errors are an ErrorResponse with status 400 (bad input, digest mismatch),
-// 401 (missing or wrong token, with a WWW-Authenticate header), 404
+// 401 (missing, wrong, stale or replayed signature, with a
+// WWW-Authenticate header), 403 (a token whose scope may not do this), 404
 // (unknown blob or route), 405 (wrong method, with an Allow header), 413
 // (blob over the origin's size limit), 500, 503 (store closed) or 507
 // (store full).
@@ -114,7 +117,7 @@ const (
 	CodeBadRequest          = "BAD_REQUEST"          // malformed request, or a push body that ended early
 	CodeBadDigest           = "BAD_DIGEST"           // a digest in the path, query or header is malformed
 	CodeDigestMismatch      = "DIGEST_MISMATCH"      // the pushed blob does not hash to the expected digest (400)
-	CodeUnauthorized        = "UNAUTHORIZED"         // push token missing or wrong (401)
+	CodeUnauthorized        = "UNAUTHORIZED"         // signature missing, wrong, stale or replayed (401), or scope refused (403)
 	CodeNotFound            = "NOT_FOUND"            // no such blob or route (404)
 	CodeMethodNotAllowed    = "METHOD_NOT_ALLOWED"   // see the Allow header (405)
 	CodeTooLarge            = "TOO_LARGE"            // blob over the size limit or the manifest limit (413)

@@ -10,9 +10,17 @@
 //	GET  /v1/swarms/{digest}   -                -> SwarmStatus
 //	GET  /healthz              -                -> Health
 //
-// Errors are an ErrorResponse with status 400 (bad input), 404 (unknown
-// swarm or route), 405 (wrong method, with an Allow header), 409 (an
-// announce that contradicts the swarm) or 500.
+// A closed tracker takes only requests signed with a scoped token (an
+// "Authorization: P2PD-HMAC-SHA256 ..." header over the method, target,
+// time, a nonce and the body; see package internal/auth and
+// docs/security.md): announces the announce token, reads the announce or
+// admin token. Each signature is accepted once, within the tracker's clock
+// skew; a resent announce is signed again.
+//
+// Errors are an ErrorResponse with status 400 (bad input), 401 (a
+// signature missing, wrong, stale or replayed), 403 (a token whose scope
+// may not do this), 404 (unknown swarm or route), 405 (wrong method, with
+// an Allow header), 409 (an announce that contradicts the swarm) or 500.
 //
 // # Announces and bitfields
 //
@@ -274,5 +282,6 @@ const (
 	CodeNotFound         = "not_found"          // no such swarm or route
 	CodeMethodNotAllowed = "method_not_allowed" // see the Allow header
 	CodeConflict         = "conflict"           // NumChunks differs from the swarm's
+	CodeUnauthorized     = "unauthorized"       // signature missing, wrong, stale or replayed (401), or scope refused (403)
 	CodeInternal         = "internal"
 )
