@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -20,12 +21,14 @@ import (
 )
 
 // A request flood from 1,000 streams (20 hostile hosts × 50 streams, each
-// stream sending the handshake and then 20 chunk requests without ever
+// stream sending the handshake and then 2,000 chunk requests without ever
 // reading the answers) at a seeding node: the resource manager and the
-// per-peer limits keep its goroutines and heap bounded, and an honest
-// peer pulling at the same time completes.
+// per-peer limits keep its goroutines and heap bounded, an honest peer
+// pulling at the same time completes, and the flooders are banned
+// (request_flood: 1,024 requests refused busy within a second count one
+// violation).
 func TestRequestFlood(t *testing.T) {
-	const hosts, streamsPerHost, requestsPerStream = 20, 50, 20
+	const hosts, streamsPerHost, requestsPerStream = 20, 50, 2000
 	tr := startTracker(t)
 	n := peertest.StartNode(t, "seed", tr, peertest.TestConfig())
 	data := chunkertest.Bytes(21, 4<<20)
@@ -52,8 +55,10 @@ func TestRequestFlood(t *testing.T) {
 		streams         []network.Stream
 		wg              sync.WaitGroup
 	)
+	var floods []host.Host
 	for range hosts {
 		h := rawHost(t)
+		floods = append(floods, h)
 		if err := h.Connect(ctx, *info); err != nil {
 			t.Fatal(err)
 		}
@@ -113,11 +118,22 @@ func TestRequestFlood(t *testing.T) {
 	if heap > 256<<20 {
 		t.Errorf("heap in use grew by %d MiB under the flood", heap>>20)
 	}
+	// The flooders are banned, for that reason, in the metric and the log.
+	banned := 0
+	for _, h := range floods {
+		if _, ok := n.Engine.Banned(h.ID().String()); ok {
+			banned++
+			if !n.Logs.Contains("banned peer", h.ID().String(), "kind=request_flood") {
+				t.Errorf("ban of %s not logged with its reason", h.ID())
+			}
+		}
+	}
+	if got := metricValue(t, n.Registry, "p2pd_peer_bans_total", "reason", "request_flood"); banned == 0 || got != float64(banned) {
+		t.Errorf("%d of %d flooders banned, bans{reason=request_flood} = %v", banned, hosts, got)
+	}
 	// Still answering.
 	ping(t, rawHost(t), n)
-	t.Logf("pinged at %v", time.Since(start))
 	for _, s := range streams {
 		s.Reset()
 	}
-	t.Cleanup(func() { t.Logf("cleanup at %v", time.Since(start)) })
 }

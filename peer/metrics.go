@@ -23,6 +23,7 @@ const (
 	reasonProtocol = "protocol_violation" // malformed, oversized or unexpected frames
 	reasonManifest = "bad_manifest"       // a manifest that is not the blob's
 	reasonLiar     = "bitfield_lie"       // chunks it advertised, then said it did not have
+	reasonFlood    = "request_flood"      // far more chunk requests at once than any engine sends
 
 	dirUpload   = "upload"
 	dirDownload = "download"

@@ -51,6 +51,12 @@ const (
 	// (reasonLiar). An honest peer does that only for chunks it evicted
 	// since; a liar claims chunks it never had.
 	liesPerPenalty = 16
+	// floodPerPenalty: this many chunk requests refused Busy within one
+	// second count one protocol violation (reasonFlood). An engine pauses
+	// a peer that answers Busy (sched.Config.BusyBackoff, 50ms at least),
+	// so it sends at most its pipeline depth (8 by default) per pause:
+	// 160 a second.
+	floodPerPenalty = 1024
 )
 
 // session is the protocol stream with one remote peer. Three goroutines
@@ -72,9 +78,11 @@ type session struct {
 	log         *slog.Logger
 	ctx         context.Context
 	cancel      context.CancelFunc
-	// notFound counts the chunk requests it answered NotFound (reader
-	// goroutine only).
-	notFound int
+	// notFound counts the chunk requests it answered NotFound, and
+	// flooded those refused Busy since floodSince, within a second
+	// (reader goroutine only).
+	notFound, flooded int
+	floodSince        time.Time
 
 	br      *bufio.Reader
 	bw      *muxWriter // used by the writer goroutine after the handshake
@@ -770,6 +778,7 @@ func (s *session) onRequest(m peerwire.Request) {
 		s.mu.Unlock()
 		s.e.met.uploadBusy()
 		reject(peerwire.RejectBusy, "no upload slot free")
+		s.countFlood()
 		return
 	}
 	// Claim the chunk only once a slot is ours: a request refused for want
@@ -786,6 +795,18 @@ func (s *session) onRequest(m peerwire.Request) {
 	s.queue = append(s.queue, u)
 	s.mu.Unlock()
 	notify(s.upWake)
+}
+
+// countFlood counts a request refused Busy; floodPerPenalty of them
+// within a second count a violation.
+func (s *session) countFlood() {
+	now := s.e.clock.Now()
+	if now.Sub(s.floodSince) > time.Second {
+		s.floodSince, s.flooded = now, 0
+	}
+	if s.flooded++; s.flooded == floodPerPenalty {
+		s.e.penalize(s.id, reasonFlood, fmt.Sprintf("%d chunk requests refused busy within a second", s.flooded))
+	}
 }
 
 func (s *session) onGetManifest(m peerwire.GetManifest) {

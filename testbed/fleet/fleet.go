@@ -186,7 +186,10 @@ func (f *Fleet) Run(ctx context.Context) *result.Result {
 		BlobBytes: int64(s.Blob.Size),
 	}
 	res.Series = Sample(ctx, s.Sample, meter, f.cfg.Progress, func(now time.Time) (result.Sample, bool) {
-		return f.sample(ctx, now), f.settled() && now.Sub(f.start) >= lastEvent
+		// Settled first: a pull that completes between the two would
+		// otherwise end the run on a sample that misses it.
+		last := f.settled() && now.Sub(f.start) >= lastEvent
+		return f.sample(ctx, now), last
 	})
 	res.Host = meter.Host(time.Now())
 	cancel()
