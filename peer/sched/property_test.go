@@ -160,11 +160,16 @@ func (m *model) fatalf(format string, a ...any) {
 // stallLevels) that is at least gapSlack times the peer's longest wait.
 func (m *model) startClock(id string) {
 	m.since[id] = m.now
+	m.level[id] = m.levelNow(id)
+}
+
+// levelNow is peer id's timeout level for its current wait estimate.
+func (m *model) levelNow(id string) uint8 {
 	l := uint8(0)
 	for l < stallLevels-1 && m.cfg.RequestTimeout<<l < gapSlack*m.gap[id] {
 		l++
 	}
-	m.level[id] = l
+	return l
 }
 
 func (m *model) timeout(id string) time.Duration { return m.cfg.RequestTimeout << m.level[id] }
@@ -359,9 +364,9 @@ func (m *model) before(ev Event) {
 			case FailError:
 				m.fails[e.Index]++
 			case FailBusy:
-				// Busy for RequestTimeout since it last delivered: a
-				// failure of the chunk, as a timeout.
-				if start, ok := m.busySince[e.Peer]; ok && m.now-start >= m.cfg.RequestTimeout {
+				// Busy for the peer's request timeout since it last
+				// delivered: a failure of the chunk, as a timeout.
+				if start, ok := m.busySince[e.Peer]; ok && m.now-start >= m.cfg.RequestTimeout<<m.levelNow(e.Peer) {
 					m.fails[e.Index]++
 				}
 				if _, paused := m.pausedTil[e.Peer]; !paused {

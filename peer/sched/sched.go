@@ -557,12 +557,12 @@ func (s *Scheduler) failed(e RequestFailed) {
 	p.stats.Failures++
 	switch e.Reason {
 	case FailBusy:
-		// A peer that has answered nothing but busy for RequestTimeout
-		// (all its upload slots held by requests it never finishes: a
-		// stalled peer) fails the chunk as a timeout would, so that the
+		// A peer that has answered nothing but busy for its request
+		// timeout (all its upload slots held by requests it never
+		// finishes: a stalled peer) fails the chunk as a timeout would, so that the
 		// chunk goes elsewhere and, if only such peers hold it, escalates
 		// to the origin instead of being retried at them for ever.
-		if p.busy && s.now-p.busySince >= s.cfg.RequestTimeout {
+		if p.busy && s.now-p.busySince >= s.timeout(s.level(p)) {
 			s.penalize(i, p, true)
 		}
 		s.pause(p)
