@@ -530,7 +530,9 @@ func TestMirrorCorruptPeer(t *testing.T) {
 	// The bad peer turns corrupt once it holds the image (its own pull
 	// reads chunks back through the same store).
 	var corrupt atomic.Bool
-	bad := c.addPeer(func(s peer.Store) peer.Store { return switchedStore{Store: s, bad: byzantine.CorruptReads(s), on: &corrupt} })
+	bad := c.addPeer(func(s peer.Store) peer.Store {
+		return switchedStore{Store: s, bad: byzantine.CorruptReads(s), on: &corrupt}
+	})
 	pullAll(t, bad, "registry.test", "team/app", "v1")
 	corrupt.Store(true)
 	good := c.addPeer(nil)
