@@ -97,10 +97,11 @@ type Config struct {
 	ManifestTimeout time.Duration `yaml:"manifest_timeout"`
 	// OriginGrace: when a pull starts while connected to other peers, an
 	// origin's bitfield is held back until those peers have answered with
-	// theirs, for at most this long (default 250ms), so that the first
+	// theirs (or, while peers are still being dialed, until the first
+	// has), for at most this long (default 250ms), so that the first
 	// requests do not go to the origin (a fallback) for chunks the peers
 	// hold merely because its answer came first. With no other peer
-	// connected, origins are used at once.
+	// connected or being dialed, origins are used at once.
 	OriginGrace time.Duration `yaml:"origin_grace"`
 	// DialTimeout bounds connecting to a peer and the protocol handshake
 	// (default 10s).

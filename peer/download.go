@@ -499,7 +499,7 @@ func (d *download) fetch(m *chunker.Manifest) error {
 		return err
 	}
 	sessions, _ = e.sessionList()
-	g := graceFor(sessions, e.cfg.OriginGrace, e.clock)
+	g := graceFor(sessions, e.dialingPeers(), e.cfg.OriginGrace, e.clock)
 	defer g.stop()
 	for _, s := range sessions {
 		s.send(peerwire.Interested{Blob: b.digest})
@@ -578,29 +578,31 @@ func (d *download) checkHeld(m *chunker.Manifest) error {
 }
 
 // originGrace holds back origins' bitfields at the start of a fetch until
-// the other peers connected then have sent theirs (Config.OriginGrace).
+// the other peers connected then have sent theirs, or, if peers were
+// still being dialed then, until one peer has (Config.OriginGrace).
 type originGrace struct {
 	pending map[*session]bool // peers whose bitfield is awaited
+	anyPeer bool              // awaiting the first peer's bitfield
 	held    []any             // origins' bitfields
 	timer   clock.Timer
 }
 
-func graceFor(sessions []*session, grace time.Duration, clk clock.Clock) *originGrace {
-	g := &originGrace{pending: map[*session]bool{}}
+func graceFor(sessions []*session, dialing int, grace time.Duration, clk clock.Clock) *originGrace {
+	g := &originGrace{pending: map[*session]bool{}, anyPeer: dialing > 0}
 	for _, s := range sessions {
 		if !s.origin.Load() {
 			g.pending[s] = true
 		}
 	}
-	if len(g.pending) > 0 && grace > 0 {
+	if g.active() && grace > 0 {
 		g.timer = clk.NewTimer(grace)
 	} else {
-		g.pending = nil
+		g.pending, g.anyPeer = nil, false
 	}
 	return g
 }
 
-func (g *originGrace) active() bool { return len(g.pending) > 0 }
+func (g *originGrace) active() bool { return len(g.pending) > 0 || g.anyPeer }
 
 // hold keeps ev if it is an origin's bitfield during the grace.
 func (g *originGrace) hold(ev any) bool {
@@ -620,6 +622,9 @@ func (g *originGrace) answered(ev any) bool {
 	switch ev := ev.(type) {
 	case evBitfield:
 		delete(g.pending, ev.s)
+		if !ev.s.origin.Load() && len(g.pending) == 0 {
+			g.anyPeer = false
+		}
 	case evPeerDown:
 		delete(g.pending, ev.s)
 	default:
@@ -644,7 +649,7 @@ func (g *originGrace) stop() {
 // release ends the grace and hands the held origins to the scheduler.
 func (d *download) release(m *chunker.Manifest, g *originGrace) (bool, error) {
 	held := g.held
-	g.pending, g.held = nil, nil
+	g.pending, g.held, g.anyPeer = nil, nil, false
 	g.stop()
 	g.timer = nil
 	for _, ev := range held {

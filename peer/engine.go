@@ -701,6 +701,19 @@ func (e *Engine) connectPeers(peers []trackerwire.PeerInfo) {
 	}
 }
 
+// dialingPeers counts the peers other than origins being dialed.
+func (e *Engine) dialingPeers() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for id := range e.dialing {
+		if e.roles[id] != trackerwire.RoleOrigin {
+			n++
+		}
+	}
+	return n
+}
+
 // dial connects to info and serves the session it opens. errc, if not
 // nil, receives the outcome of the handshake.
 func (e *Engine) dial(ctx context.Context, info lpeer.AddrInfo, errc chan<- error) {

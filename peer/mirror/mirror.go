@@ -322,7 +322,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, registry, rep
 	done := s.fetch(registry, repo, d)
 	if st, ok := s.blobs.(Streamer); ok && r.Header.Get("Range") == "" {
 		var handled bool
-		if handled, err = s.stream(w, r, st, d, done); handled {
+		if handled, err = s.stream(w, r, st, registry, repo, d, done); handled {
 			return
 		}
 	} else {
@@ -364,17 +364,23 @@ type Streamer interface {
 	ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error)
 }
 
-// streamPoll is how often a streaming answer checks for the next chunk.
-const streamPoll = 5 * time.Millisecond
+// streamPoll is how often a streaming answer checks for the next chunk;
+// maxStreamRetries bounds the pulls started again for one answer when a
+// pull fails before all chunks are in.
+const (
+	streamPoll       = 5 * time.Millisecond
+	maxStreamRetries = 2
+)
 
 // stream answers a GET or HEAD of blob d while fetch (done) pulls it: once
 // the manifest is known it sends the headers, then each chunk in order as
 // soon as the pull has stored (and so verified) it. If the fetch ends
 // before the manifest is known, stream returns its error and handled false,
-// and the caller answers. A fetch failing after the headers went out aborts
-// the answer, so that the client sees a truncated body, never a wrong one;
+// and the caller answers. A fetch failing after the headers went out is
+// started again (up to maxStreamRetries times), then aborts the answer, so
+// that the client sees a truncated body, never a wrong one;
 // the last chunk goes out only once the pull has verified the whole blob.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, d chunker.Digest, done <-chan singleflight.Result) (handled bool, err error) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, registry, repo string, d chunker.Digest, done <-chan singleflight.Result) (handled bool, err error) {
 	ctx := r.Context()
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
@@ -400,7 +406,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, d c
 	}
 	s.met.streamed.Inc()
 	buf := make([]byte, m.MaxSize)
-	finished := false
+	finished, retries := false, 0
 	for i, c := range m.Chunks {
 		for !st.HasChunk(c.Digest) {
 			if finished {
@@ -409,6 +415,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, d c
 			}
 			select {
 			case res := <-done:
+				if res.Err != nil && retries < maxStreamRetries {
+					// The chunks sent stay in the store: pull the rest.
+					retries++
+					s.log.WarnContext(ctx, "pull failed while streaming; pulling again", "blob", d, "chunk", i, "err", res.Err)
+					done = s.fetch(registry, repo, d)
+					continue
+				}
 				if res.Err != nil {
 					s.log.WarnContext(ctx, "pull failed while streaming; aborting the answer", "blob", d, "chunk", i, "err", res.Err)
 					panic(http.ErrAbortHandler)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -526,13 +527,33 @@ func TestMirrorCorruptPeer(t *testing.T) {
 	idx := registrytest.Index(t, 2, 2<<20)
 	registrytest.Push(t, reg.Host, "team/app", "v1", idx, "", "")
 	c := newCluster(t, []upstream.Registry{{Name: "registry.test", Endpoint: reg.URL}})
-	bad := c.addPeer(byzantine.CorruptReads)
+	// The bad peer turns corrupt once it holds the image (its own pull
+	// reads chunks back through the same store).
+	var corrupt atomic.Bool
+	bad := c.addPeer(func(s peer.Store) peer.Store {
+		return switchedStore{Store: s, bad: byzantine.CorruptReads(s), on: &corrupt}
+	})
 	pullAll(t, bad, "registry.test", "team/app", "v1")
+	corrupt.Store(true)
 	good := c.addPeer(nil)
 	pullAll(t, good, "registry.test", "team/app", "v1") // checks every digest
 	if got := metric(t, good, "p2pd_peer_chunks_rejected_total", ""); got == 0 {
 		t.Errorf("no chunk rejected: the corrupt peer was never used")
 	}
+}
+
+// switchedStore reads through bad once on is set.
+type switchedStore struct {
+	peer.Store
+	bad peer.Store
+	on  *atomic.Bool
+}
+
+func (s switchedStore) ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error) {
+	if s.on.Load() {
+		return s.bad.ReadChunk(ctx, d, dst)
+	}
+	return s.Store.ReadChunk(ctx, d, dst)
 }
 
 func TestConfigValidate(t *testing.T) {
