@@ -225,6 +225,17 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 	if res.Created {
 		s.log.DebugContext(ctx, "peer joined", "blob", req.Blob, "peer", req.PeerID, "role", req.Role, "have", res.Record.Have)
 	}
+	policy := s.policy
+	if req.NumWant != nil && *req.NumWant < policy.Limit {
+		if *req.NumWant == 0 {
+			// The peer has the peers it needs: nothing to choose or
+			// encode, the commonest announce of a swarm in steady state.
+			s.metrics.handedOut.Observe(0)
+			writeJSON(w, http.StatusOK, &resp)
+			return resultOK
+		}
+		policy.Limit = *req.NumWant
+	}
 	rng := s.newRand()
 	cands, err := s.store.Candidates(ctx, req.Blob, peerstore.CandidateQuery{
 		Exclude:    req.PeerID,
@@ -237,7 +248,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 		writeError(w, http.StatusInternalServerError, trackerwire.CodeInternal, "reading the swarm failed")
 		return resultError
 	}
-	picked := handout.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, s.policy, rng)
+	picked := handout.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, policy, rng)
 	pp := peerInfoPool.Get().(*[]trackerwire.PeerInfo)
 	defer func() {
 		clear(resp.Peers) // let go of the records' strings

@@ -202,6 +202,62 @@ func TestDeltaAndNeedFull(t *testing.T) {
 	}
 }
 
+// TestNumWant checks that an announce's num_want bounds its hand-out, down
+// to none, while the announce is still recorded, and that the tracker's
+// limit bounds it from above.
+func TestNumWant(t *testing.T) {
+	e := newEnv(t, Config{HandoutLimit: 8})
+	e.announce(t, originReq(blobA, "origin-1", 100))
+	for i := range 10 {
+		e.announce(t, peerReq(blobA, fmt.Sprintf("peer-%d", i), 100, uint32(i)))
+	}
+	want := func(n *int, wantPeers int) {
+		t.Helper()
+		req := peerReq(blobA, "peer-3", 100)
+		req.Bitfield, req.Delta, req.NumWant = nil, &trackerwire.Delta{Added: []uint32{50}}, n
+		resp := e.announce(t, req)
+		if len(resp.Peers) != wantPeers || resp.NeedFull || resp.Interval != 5 {
+			t.Fatalf("num_want %v: %d peers (need_full %v), want %d", n, len(resp.Peers), resp.NeedFull, wantPeers)
+		}
+		origins := 0
+		for _, p := range resp.Peers {
+			if p.Role == trackerwire.RoleOrigin {
+				origins++
+			}
+		}
+		if wantPeers > 0 && origins != 1 {
+			t.Fatalf("num_want %v: %d origins handed out, want 1", n, origins)
+		}
+	}
+	want(trackerwire.WantPeers(0), 0)
+	// The announce with num_want 0 was recorded all the same.
+	st, err := e.client.Swarm(context.Background(), blobA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := st.Peers[4]; p.PeerID != "peer-3" || p.Have != 2 {
+		t.Fatalf("peer-3 after its num_want 0 announce: %+v", p)
+	}
+	want(trackerwire.WantPeers(3), 3)
+	want(trackerwire.WantPeers(1), 1) // the one is the origin: the fallback
+	want(trackerwire.WantPeers(trackerwire.MaxNumWant), 8)
+	want(nil, 8)
+
+	// An old tracker's clients send no num_want; a bad one is refused.
+	valid, _ := json.Marshal(peerReq(blobA, "p1", 100, 3))
+	if bytes.Contains(valid, []byte("num_want")) {
+		t.Fatalf("num_want sent unset: %s", valid)
+	}
+	for _, bad := range []string{`-1`, `1001`, `"3"`, `1.5`} {
+		// The request's only '}' is its last byte.
+		body := bytes.Replace(valid, []byte(`}`), []byte(`,"num_want":`+bad+`}`), 1)
+		code, er := rawPost(t, e, bytes.NewReader(body))
+		if code != http.StatusBadRequest {
+			t.Fatalf("num_want %s: status %d %+v", bad, code, er)
+		}
+	}
+}
+
 // rawPost posts body to the announce route and decodes the error answer.
 func rawPost(t *testing.T, e *env, body io.Reader) (int, trackerwire.ErrorResponse) {
 	t.Helper()

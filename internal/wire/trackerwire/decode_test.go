@@ -24,7 +24,11 @@ func requestShapes() []*AnnounceRequest {
 	origin := validRequest()
 	origin.Bitfield, origin.Complete, origin.Role, origin.Manifest = nil, true, RoleOrigin, chunker.Sum([]byte("m"))
 	stopped := &AnnounceRequest{Blob: testBlob, PeerID: "p", Role: RolePeer, NumChunks: 20, Event: EventStopped, Uploaded: 7}
-	return []*AnnounceRequest{full, delta, empty, complete, origin, stopped}
+	wantNone := validRequest()
+	wantNone.Bitfield, wantNone.Delta, wantNone.NumWant = nil, &Delta{Added: []uint32{1}}, WantPeers(0)
+	wantSome := validRequest()
+	wantSome.NumWant = WantPeers(MaxNumWant)
+	return []*AnnounceRequest{full, delta, empty, complete, origin, stopped, wantNone, wantSome}
 }
 
 // TestParseCanonical checks that the fast path takes what json.Marshal

@@ -86,6 +86,9 @@ func (r *AnnounceRequest) Validate() error {
 	if !r.Manifest.IsZero() && r.Role != RoleOrigin {
 		return fmt.Errorf("%w: manifest is announced by origins only, not role %s", ErrInvalid, quote(string(r.Role)))
 	}
+	if r.NumWant != nil && (*r.NumWant < 0 || *r.NumWant > MaxNumWant) {
+		return fmt.Errorf("%w: num_want %d is outside 0..%d", ErrInvalid, *r.NumWant, MaxNumWant)
+	}
 	if r.DownloadedFromOrigins > r.Downloaded {
 		return fmt.Errorf("%w: downloaded_from_origins %d exceeds downloaded %d", ErrInvalid, r.DownloadedFromOrigins, r.Downloaded)
 	}
