@@ -32,6 +32,10 @@ import (
 // maxOriginCandidates bounds the origins scored per announce.
 const maxOriginCandidates = 64
 
+// minCandidateSample is the fewest peers scored for a hand-out smaller
+// than the limit (a small num_want).
+const minCandidateSample = 32
+
 // Deps are the tracker's collaborators. Every field is optional.
 type Deps struct {
 	// Store holds the records (default: peerstore.NewMemory with
@@ -225,7 +229,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 	if res.Created {
 		s.log.DebugContext(ctx, "peer joined", "blob", req.Blob, "peer", req.PeerID, "role", req.Role, "have", res.Record.Have)
 	}
-	policy := s.policy
+	policy, sample := s.policy, s.cfg.CandidateSample
 	if req.NumWant != nil && *req.NumWant < policy.Limit {
 		if *req.NumWant == 0 {
 			// The peer has the peers it needs: nothing to choose or
@@ -235,11 +239,14 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 			return resultOK
 		}
 		policy.Limit = *req.NumWant
+		// Score as many candidates per peer wanted as for a full hand-out,
+		// but enough to find peers with chunks the requester lacks.
+		sample = min(max(sample*policy.Limit/s.cfg.HandoutLimit, minCandidateSample), sample)
 	}
 	rng := s.newRand()
 	cands, err := s.store.Candidates(ctx, req.Blob, peerstore.CandidateQuery{
 		Exclude:    req.PeerID,
-		MaxPeers:   s.cfg.CandidateSample,
+		MaxPeers:   sample,
 		MaxOrigins: maxOriginCandidates,
 		Rand:       rng,
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/tracker/handout"
 	"github.com/p2pd/p2pd/tracker/peerstore"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
@@ -211,7 +212,7 @@ func TestNumWant(t *testing.T) {
 	for i := range 10 {
 		e.announce(t, peerReq(blobA, fmt.Sprintf("peer-%d", i), 100, uint32(i)))
 	}
-	want := func(n *int, wantPeers int) {
+	want := func(n *int, wantPeers, wantOrigins int) {
 		t.Helper()
 		req := peerReq(blobA, "peer-3", 100)
 		req.Bitfield, req.Delta, req.NumWant = nil, &trackerwire.Delta{Added: []uint32{50}}, n
@@ -225,11 +226,11 @@ func TestNumWant(t *testing.T) {
 				origins++
 			}
 		}
-		if wantPeers > 0 && origins != 1 {
-			t.Fatalf("num_want %v: %d origins handed out, want 1", n, origins)
+		if origins != wantOrigins {
+			t.Fatalf("num_want %v: %d origins handed out, want %d", n, origins, wantOrigins)
 		}
 	}
-	want(trackerwire.WantPeers(0), 0)
+	want(trackerwire.WantPeers(0), 0, 0)
 	// The announce with num_want 0 was recorded all the same.
 	st, err := e.client.Swarm(context.Background(), blobA)
 	if err != nil {
@@ -238,10 +239,12 @@ func TestNumWant(t *testing.T) {
 	if p := st.Peers[4]; p.PeerID != "peer-3" || p.Have != 2 {
 		t.Fatalf("peer-3 after its num_want 0 announce: %+v", p)
 	}
-	want(trackerwire.WantPeers(3), 3)
-	want(trackerwire.WantPeers(1), 1) // the one is the origin: the fallback
-	want(trackerwire.WantPeers(trackerwire.MaxNumWant), 8)
-	want(nil, 8)
+	// A few peers wanted are peers with chunks peer-3 lacks, not origins.
+	want(trackerwire.WantPeers(3), 3, 0)
+	want(trackerwire.WantPeers(1), 1, 0)
+	want(trackerwire.WantPeers(handout.MinOriginLimit), handout.MinOriginLimit, 1)
+	want(trackerwire.WantPeers(trackerwire.MaxNumWant), 8, 1)
+	want(nil, 8, 1)
 
 	// An old tracker's clients send no num_want; a bad one is refused.
 	valid, _ := json.Marshal(peerReq(blobA, "p1", 100, 3))
