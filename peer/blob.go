@@ -259,6 +259,7 @@ func (b *blob) addDownloaded(n int, origin bool) {
 // announceState is the announcers' view of the blob.
 func (b *blob) announceState(context.Context) (trackerclient.State, error) {
 	addrs := b.e.announceAddrs()
+	want := b.e.freeOutbound() // before b.mu: the engine's lock comes first
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.numChunks == 0 {
@@ -273,6 +274,12 @@ func (b *blob) announceState(context.Context) (trackerclient.State, error) {
 		Uploaded:              b.uploaded.Load(),
 		Downloaded:            b.downloaded.Load(),
 		DownloadedFromOrigins: fromOrigins,
+		// The engine dials no more than its free outbound slots, and a
+		// complete blob's announcer none (see startAnnouncerLocked).
+		NumWant: trackerwire.WantPeers(want),
+	}
+	if b.complete {
+		*st.NumWant = 0
 	}
 	switch {
 	case b.complete:

@@ -659,6 +659,14 @@ func (e *Engine) Connect(ctx context.Context, addr string) error {
 	}
 }
 
+// freeOutbound returns how many more peers connectPeers would dial now:
+// the number of peers worth asking the tracker for.
+func (e *Engine) freeOutbound() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return max(e.cfg.MaxConns-e.outbound, 0)
+}
+
 // connectPeers dials the peers a tracker handed out, up to MaxConns.
 func (e *Engine) connectPeers(peers []trackerwire.PeerInfo) {
 	for _, pi := range peers {

@@ -32,6 +32,10 @@ import (
 // maxOriginCandidates bounds the origins scored per announce.
 const maxOriginCandidates = 64
 
+// minCandidateSample is the fewest peers scored for a hand-out smaller
+// than the limit (a small num_want).
+const minCandidateSample = 32
+
 // Deps are the tracker's collaborators. Every field is optional.
 type Deps struct {
 	// Store holds the records (default: peerstore.NewMemory with
@@ -225,10 +229,24 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 	if res.Created {
 		s.log.DebugContext(ctx, "peer joined", "blob", req.Blob, "peer", req.PeerID, "role", req.Role, "have", res.Record.Have)
 	}
+	policy, sample := s.policy, s.cfg.CandidateSample
+	if req.NumWant != nil && *req.NumWant < policy.Limit {
+		if *req.NumWant == 0 {
+			// The peer has the peers it needs: nothing to choose or
+			// encode, the commonest announce of a swarm in steady state.
+			s.metrics.handedOut.Observe(0)
+			writeJSON(w, http.StatusOK, &resp)
+			return resultOK
+		}
+		policy.Limit = *req.NumWant
+		// Score as many candidates per peer wanted as for a full hand-out,
+		// but enough to find peers with chunks the requester lacks.
+		sample = min(max(sample*policy.Limit/s.cfg.HandoutLimit, minCandidateSample), sample)
+	}
 	rng := s.newRand()
 	cands, err := s.store.Candidates(ctx, req.Blob, peerstore.CandidateQuery{
 		Exclude:    req.PeerID,
-		MaxPeers:   s.cfg.CandidateSample,
+		MaxPeers:   sample,
 		MaxOrigins: maxOriginCandidates,
 		Rand:       rng,
 	})
@@ -237,7 +255,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 		writeError(w, http.StatusInternalServerError, trackerwire.CodeInternal, "reading the swarm failed")
 		return resultError
 	}
-	picked := handout.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, s.policy, rng)
+	picked := handout.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, policy, rng)
 	pp := peerInfoPool.Get().(*[]trackerwire.PeerInfo)
 	defer func() {
 		clear(resp.Peers) // let go of the records' strings

@@ -19,6 +19,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/config"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/tracker/handout"
 	"github.com/p2pd/p2pd/tracker/peerstore"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
 )
@@ -199,6 +200,64 @@ func TestDeltaAndNeedFull(t *testing.T) {
 	st, _ := e.client.Swarm(context.Background(), blobA)
 	if st.Peers[0].Have != 4 {
 		t.Fatalf("have %d after delta, want 4", st.Peers[0].Have)
+	}
+}
+
+// TestNumWant checks that an announce's num_want bounds its hand-out, down
+// to none, while the announce is still recorded, and that the tracker's
+// limit bounds it from above.
+func TestNumWant(t *testing.T) {
+	e := newEnv(t, Config{HandoutLimit: 8})
+	e.announce(t, originReq(blobA, "origin-1", 100))
+	for i := range 10 {
+		e.announce(t, peerReq(blobA, fmt.Sprintf("peer-%d", i), 100, uint32(i)))
+	}
+	want := func(n *int, wantPeers, wantOrigins int) {
+		t.Helper()
+		req := peerReq(blobA, "peer-3", 100)
+		req.Bitfield, req.Delta, req.NumWant = nil, &trackerwire.Delta{Added: []uint32{50}}, n
+		resp := e.announce(t, req)
+		if len(resp.Peers) != wantPeers || resp.NeedFull || resp.Interval != 5 {
+			t.Fatalf("num_want %v: %d peers (need_full %v), want %d", n, len(resp.Peers), resp.NeedFull, wantPeers)
+		}
+		origins := 0
+		for _, p := range resp.Peers {
+			if p.Role == trackerwire.RoleOrigin {
+				origins++
+			}
+		}
+		if origins != wantOrigins {
+			t.Fatalf("num_want %v: %d origins handed out, want %d", n, origins, wantOrigins)
+		}
+	}
+	want(trackerwire.WantPeers(0), 0, 0)
+	// The announce with num_want 0 was recorded all the same.
+	st, err := e.client.Swarm(context.Background(), blobA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := st.Peers[4]; p.PeerID != "peer-3" || p.Have != 2 {
+		t.Fatalf("peer-3 after its num_want 0 announce: %+v", p)
+	}
+	// A few peers wanted are peers with chunks peer-3 lacks, not origins.
+	want(trackerwire.WantPeers(3), 3, 0)
+	want(trackerwire.WantPeers(1), 1, 0)
+	want(trackerwire.WantPeers(handout.MinOriginLimit), handout.MinOriginLimit, 1)
+	want(trackerwire.WantPeers(trackerwire.MaxNumWant), 8, 1)
+	want(nil, 8, 1)
+
+	// An old tracker's clients send no num_want; a bad one is refused.
+	valid, _ := json.Marshal(peerReq(blobA, "p1", 100, 3))
+	if bytes.Contains(valid, []byte("num_want")) {
+		t.Fatalf("num_want sent unset: %s", valid)
+	}
+	for _, bad := range []string{`-1`, `1001`, `"3"`, `1.5`} {
+		// The request's only '}' is its last byte.
+		body := bytes.Replace(valid, []byte(`}`), []byte(`,"num_want":`+bad+`}`), 1)
+		code, er := rawPost(t, e, bytes.NewReader(body))
+		if code != http.StatusBadRequest {
+			t.Fatalf("num_want %s: status %d %+v", bad, code, er)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
@@ -28,6 +29,11 @@ type fleet struct {
 	// request body.
 	blobHead, peerMid, peerTail [][]byte
 	recs                        []record
+	// maxConns is each peer's outbound connection cap (negative: peers
+	// send no num_want); conns counts each peer's connections, over all
+	// its blobs, as the engine does.
+	maxConns int32
+	conns    []atomic.Int32
 	// order is the order records are announced in: a random
 	// permutation, the same in every phase, so that a record's announces
 	// are one period apart.
@@ -56,6 +62,10 @@ const (
 	// maxAdded is the most chunks a delta adds: a peer announcing every
 	// few seconds while it downloads 1 MiB chunks at a few MB/s.
 	maxAdded = 4
+	// connLoss is the chance that a peer lost one of its connections
+	// since its previous announce of a blob (a peer left, a dial failed,
+	// a session was banned), so that it asks for one more.
+	connLoss = 0.1
 )
 
 func newFleet(o Options) *fleet {
@@ -67,6 +77,7 @@ func newFleet(o Options) *fleet {
 		peerMid: make([][]byte, o.Peers), peerTail: make([][]byte, o.Peers),
 		zones: make([]string, o.Peers), racks: make([]string, o.Peers),
 		recs: make([]record, o.Peers*o.Blobs), order: make([]int32, o.Peers*o.Blobs),
+		maxConns: int32(o.MaxConns), conns: make([]atomic.Int32, o.Peers),
 	}
 	for b := range f.blobIDs {
 		f.blobIDs[b] = chunker.Sum(fmt.Appendf(nil, "trackerbench blob %d seed %d", b, o.Seed))
@@ -124,15 +135,19 @@ type announce struct {
 	event    trackerwire.Event
 	uploaded uint64
 	down     uint64
+	numWant  int // negative: not sent
 }
 
 // next advances record j (whose mu the caller holds) by one announce
 // period and returns its announce in a, reusing a.added. A record whose
 // bitfield the tracker does not hold sends it in full; otherwise the
-// chunks it gained since, as a delta, like trackerclient.Announcer.
+// chunks it gained since, as a delta, like trackerclient.Announcer. It
+// asks for as many peers as the peer's engine would dial (see
+// numWant).
 func (f *fleet) next(j int, rng *rand.Rand, a *announce) {
 	r := &f.recs[j]
 	*a = announce{j: j, added: a.added[:0]}
+	defer func() { a.numWant = f.numWant(j/f.blobs, a.complete, rng) }()
 	if !r.started {
 		a.event = trackerwire.EventStarted
 	}
@@ -170,13 +185,37 @@ func (f *fleet) next(j int, rng *rand.Rand, a *announce) {
 	}
 }
 
+// numWant is what peer's engine asks for, as peer.Engine does: none
+// for a complete blob, whose hand-out it ignores, else its free outbound
+// slots, after it lost a connection with probability connLoss.
+func (f *fleet) numWant(peer int, complete bool, rng *rand.Rand) int {
+	switch {
+	case f.maxConns < 0:
+		return -1
+	case complete:
+		return 0
+	}
+	c := &f.conns[peer]
+	if rng.Float64() < connLoss {
+		for n := c.Load(); n > 0 && !c.CompareAndSwap(n, n-1); n = c.Load() {
+		}
+	}
+	return int(max(f.maxConns-c.Load(), 0))
+}
+
 // answered records the tracker's answer to a: needFull, or an error
-// (ok false), after which the next announce sends the full bitfield.
-func (f *fleet) answered(a *announce, ok, needFull bool) {
+// (ok false), after which the next announce sends the full bitfield; or
+// the peers handed out, which the peer connects to, up to its cap.
+func (f *fleet) answered(a *announce, ok, needFull bool, peers int) {
 	r := &f.recs[a.j]
 	if !ok {
 		r.acked = false
 		return
+	}
+	if a.numWant > 0 && peers > 0 {
+		c := &f.conns[a.j/f.blobs]
+		for n := c.Load(); !c.CompareAndSwap(n, min(n+int32(peers), f.maxConns)); n = c.Load() {
+		}
 	}
 	r.started = true
 	r.acked = !needFull
@@ -219,6 +258,10 @@ func (f *fleet) appendJSON(b []byte, a *announce) []byte {
 		b = append(b, a.event...)
 		b = append(b, '"')
 	}
+	if a.numWant >= 0 {
+		b = append(b, `,"num_want":`...)
+		b = strconv.AppendInt(b, int64(a.numWant), 10)
+	}
 	return append(b, '}')
 }
 
@@ -235,7 +278,11 @@ func (f *fleet) request(a *announce) *trackerwire.AnnounceRequest {
 		req.Bitfield = f.recs[a.j].bf
 	}
 	if a.delta {
-		req.Delta = &trackerwire.Delta{Added: a.added}
+		// Never nil, as trackerclient's deltas, which encode as [].
+		req.Delta = &trackerwire.Delta{Added: append([]uint32{}, a.added...)}
+	}
+	if a.numWant >= 0 {
+		req.NumWant = trackerwire.WantPeers(a.numWant)
 	}
 	return req
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
@@ -52,7 +53,7 @@ func TestFleetAnnounces(t *testing.T) {
 		if first.Role == trackerwire.RolePeer && first.Bitfield == nil {
 			t.Errorf("record %d: first announce without a bitfield", j)
 		}
-		f.answered(&a, true, false)
+		f.answered(&a, true, false, 0)
 		have := f.recs[j].have
 		next := check(j)
 		if next.Role == trackerwire.RolePeer {
@@ -63,11 +64,11 @@ func TestFleetAnnounces(t *testing.T) {
 				t.Errorf("record %d: delta of %d, have %d -> %d", j, len(next.Delta.Added), have, f.recs[j].have)
 			}
 		}
-		f.answered(&a, true, true) // NeedFull
+		f.answered(&a, true, true, 0) // NeedFull
 		if again := check(j); again.Role == trackerwire.RolePeer && again.Bitfield == nil && !again.Complete {
 			t.Errorf("record %d: no full bitfield after NeedFull", j)
 		}
-		f.answered(&a, false, false) // an error
+		f.answered(&a, false, false, 0) // an error
 		if again := check(j); again.Role == trackerwire.RolePeer && again.Bitfield == nil && !again.Complete {
 			t.Errorf("record %d: no full bitfield after an error", j)
 		}
@@ -89,7 +90,7 @@ func TestFleetCompletes(t *testing.T) {
 		if a.event == trackerwire.EventCompleted {
 			completed++
 		}
-		f.answered(&a, true, false)
+		f.answered(&a, true, false, 0)
 	}
 	if r := &f.recs[0]; r.have != 9 || r.bf.Count() != 9 || !a.complete || completed != 1 {
 		t.Fatalf("have %d (bitfield %d), complete %v, completed events %d", r.have, r.bf.Count(), a.complete, completed)
@@ -112,5 +113,47 @@ func TestScan(t *testing.T) {
 		if got := scan(resp.AppendJSON(nil)); got.needFull != resp.NeedFull || got.peers != len(resp.Peers) {
 			t.Errorf("scan = %+v for %d peers, need_full %v", got, len(resp.Peers), resp.NeedFull)
 		}
+	}
+}
+
+// TestFleetNumWant checks that the simulated peers ask for peers as
+// peer.Engine does: their free connection slots, shared by their blobs,
+// none for a complete blob, and no num_want at all with MaxConns < 0.
+func TestFleetNumWant(t *testing.T) {
+	o := Options{Peers: 3, Blobs: 2, Chunks: 20, Origins: 1, MaxConns: 10, Seed: 7}.WithDefaults()
+	f := newFleet(o)
+	rng := rand.New(rand.NewPCG(1, 1))
+	var a announce
+	f.next(0, rng, &a) // the origin
+	if a.numWant != 0 || f.request(&a).NumWant == nil {
+		t.Fatalf("origin asks for %d", a.numWant)
+	}
+	f.next(2, rng, &a) // peer 1, blob 0
+	if a.numWant != 10 {
+		t.Fatalf("a new peer asks for %d, want 10", a.numWant)
+	}
+	f.answered(&a, true, false, 4)
+	f.next(3, rng, &a) // peer 1, blob 1: the same engine's connections
+	if a.numWant != 6 && a.numWant != 7 {
+		t.Fatalf("with 4 connections, asks for %d", a.numWant)
+	}
+	f.answered(&a, true, false, 9) // capped at 10 connections
+	asked := 0
+	for range 100 {
+		f.next(2, rng, &a)
+		if a.numWant > 1 {
+			t.Fatalf("a peer with its connections asks for %d", a.numWant)
+		}
+		asked += a.numWant
+		f.answered(&a, true, false, a.numWant)
+	}
+	if asked == 0 || asked > 40 {
+		t.Fatalf("asked for %d peers in 100 announces, want about %v", asked, 100*connLoss)
+	}
+	o.MaxConns = -1
+	f = newFleet(o)
+	f.next(2, rng, &a)
+	if a.numWant >= 0 || f.request(&a).NumWant != nil || strings.Contains(string(f.appendJSON(nil, &a)), "num_want") {
+		t.Fatalf("MaxConns -1: num_want %d", a.numWant)
 	}
 }

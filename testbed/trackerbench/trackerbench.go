@@ -75,6 +75,8 @@ const (
 	DefaultChunks   = 1000
 	DefaultDuration = 20 * time.Second
 	DefaultConns    = 64
+	// DefaultMaxConns is peer.DefaultMaxConns.
+	DefaultMaxConns = 30
 	DefaultTimeout  = 10 * time.Second
 	// MaxLoadTime bounds the load phase.
 	MaxLoadTime = 10 * time.Minute
@@ -125,6 +127,12 @@ type Options struct {
 	// Workers, if positive, runs closed loop with this many workers
 	// instead of on a schedule; Rate must be 0.
 	Workers int
+	// MaxConns is each simulated peer's outbound connection cap, as
+	// peer.Config.MaxConns (default DefaultMaxConns): like peer.Engine,
+	// a peer asks the tracker for its free slots (num_want), and for none
+	// for a blob it has complete. Negative: peers send no num_want and get
+	// the tracker's full hand-out every time, as before num_want existed.
+	MaxConns int
 	// Conns is the number of connections of the load phase and of the
 	// open-loop modes (default 64).
 	Conns int
@@ -166,6 +174,7 @@ func (o Options) WithDefaults() Options {
 	def(&o.Chunks, DefaultChunks)
 	def(&o.Origins, 1)
 	def(&o.Conns, DefaultConns)
+	def(&o.MaxConns, DefaultMaxConns)
 	o.Origins = max(o.Origins, 0)
 	if o.Interval == 0 {
 		o.Interval = tracker.DefaultAnnounceInterval
@@ -196,6 +205,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: %d peers × %d blobs: want at least one record and at most 2^28", ErrBadOptions, o.Peers, o.Blobs)
 	case o.Chunks < 1 || o.Chunks > 1<<20:
 		return fmt.Errorf("%w: %d chunks is outside 1..2^20", ErrBadOptions, o.Chunks)
+	case o.MaxConns > trackerwire.MaxNumWant:
+		return fmt.Errorf("%w: max conns %d is above %d", ErrBadOptions, o.MaxConns, trackerwire.MaxNumWant)
 	case o.Origins > o.Peers:
 		return fmt.Errorf("%w: %d origins among %d peers", ErrBadOptions, o.Origins, o.Peers)
 	case o.Rate < 0 || o.Workers < 0 || o.Conns < 1:
@@ -250,6 +261,9 @@ type Result struct {
 	TTLS            float64 `json:"ttl_s"`
 	HandoutLimit    int     `json:"handout_limit"`
 	CandidateSample int     `json:"candidate_sample"`
+	// MaxConns is the simulated peers' connection cap, from which they
+	// ask for peers (num_want); negative: they send no num_want.
+	MaxConns int `json:"max_conns"`
 	// OfferedPerS is the open-loop schedule's rate (0 in closed loop).
 	OfferedPerS float64 `json:"offered_per_s"`
 	Conns       int     `json:"conns"`
@@ -322,7 +336,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	lg := o.Logger
 	res = Result{
 		Mode: o.mode(), Client: o.Client, Peers: o.Peers, Blobs: o.Blobs, Chunks: o.Chunks, Records: o.Peers * o.Blobs,
-		IntervalS: o.Interval.Seconds(), Conns: o.Conns, DurationS: o.Duration.Seconds(),
+		IntervalS: o.Interval.Seconds(), MaxConns: o.MaxConns, Conns: o.Conns, DurationS: o.Duration.Seconds(),
 		Procs: runtime.GOMAXPROCS(0), CPUs: runtime.NumCPU(), TrackerProcess: "in-process",
 	}
 	tc := o.trackerConfig().Tracker.WithDefaults()
@@ -529,7 +543,7 @@ func (w *worker) announce(ctx context.Context, j int, due time.Time) {
 		sent := time.Now()
 		ans, err := w.s.send(ctx, f, &w.a)
 		now := time.Now()
-		f.answered(&w.a, err == nil, ans.needFull)
+		f.answered(&w.a, err == nil, ans.needFull, ans.peers)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the run was cut short: not the tracker's failure

@@ -8,7 +8,10 @@
 //   - A requester always has a fallback: if the swarm has an origin and
 //     the requester is not complete, at least one origin is handed out.
 //     Origins are capped (Policy.MaxOrigins, and only one while peers
-//     offer enough), so their load stays low.
+//     offer enough), so their load stays low. A requester that asks for
+//     fewer than MinOriginLimit peers (a peer topping up its connections,
+//     see trackerwire.AnnounceRequest.NumWant) gets no origin while peers
+//     with chunks it lacks fill its request.
 //   - The swarm is a well-connected random graph: choices among peers of
 //     similar value are uniformly random, which spreads in-degree (load)
 //     evenly over seeders across many requests.
@@ -52,6 +55,9 @@ const (
 	DefaultFreshHave     = 0.1
 	// MaxLimit bounds Policy.Limit.
 	MaxLimit = 1000
+	// MinOriginLimit is the smallest Limit that always keeps a slot for
+	// an origin (see the package comment).
+	MinOriginLimit = 4
 )
 
 // Policy tunes Select. The zero value means the defaults.
@@ -233,8 +239,11 @@ func Select(req Requester, cands []*peerstore.Record, p Policy, rng *rand.Rand) 
 	// Origins: one while peers have plenty to offer, up to MaxOrigins
 	// while they do not; nearest first, at random among equals.
 	nOrig := 1
-	if usefulPeers < p.Limit/4 {
+	switch {
+	case usefulPeers < p.Limit/4:
 		nOrig = p.MaxOrigins
+	case p.Limit < MinOriginLimit && usefulPeers >= p.Limit:
+		nOrig = 0
 	}
 	nOrig = min(nOrig, p.MaxOrigins, len(origins), p.Limit)
 	og := selector{self: req.PeerID, others: origins, rng: rng}

@@ -183,6 +183,35 @@ func TestScenarios(t *testing.T) {
 			},
 		},
 		{
+			name:   "a small request is topped up with peers, not origins",
+			policy: Policy{Limit: MinOriginLimit - 1},
+			build: func(s *swarm) Requester {
+				seeders(s, 10)
+				origins(s, 2)
+				return requester(0, 100)
+			},
+			check: func(t *testing.T, out []*peerstore.Record) {
+				if len(out) != MinOriginLimit-1 || count(out, isOrigin) != 0 {
+					t.Fatalf("%d peers, %d origins", len(out), count(out, isOrigin))
+				}
+			},
+		},
+		{
+			name:   "a small request gets an origin when peers cannot fill it",
+			policy: Policy{Limit: 2},
+			build: func(s *swarm) Requester {
+				seeders(s, 1)
+				s.add("useless", 10, trackerwire.RolePeer, 0, 10)
+				origins(s, 2)
+				return requester(0, 100)
+			},
+			check: func(t *testing.T, out []*peerstore.Record) {
+				if len(out) != 2 || count(out, isOrigin) != 1 || count(out, hasPrefix("seed")) != 1 {
+					t.Fatalf("%d peers, %d origins", len(out), count(out, isOrigin))
+				}
+			},
+		},
+		{
 			name: "requester itself is skipped",
 			build: func(s *swarm) Requester {
 				seeders(s, 10)

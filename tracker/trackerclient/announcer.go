@@ -42,6 +42,10 @@ type State struct {
 	Uploaded              uint64
 	Downloaded            uint64
 	DownloadedFromOrigins uint64
+	// NumWant, if set, is the most peers to ask the tracker for (see
+	// trackerwire.AnnounceRequest.NumWant): 0 for a peer that would not
+	// dial any it was handed. Nil asks for the tracker's default.
+	NumWant *int
 }
 
 // AnnouncerConfig tunes an Announcer. The zero value means the defaults.
@@ -258,7 +262,7 @@ func (a *Announcer) request(st State, acked trackerwire.Bitfield, ackedComplete,
 		Blob: a.id.Blob, PeerID: a.id.PeerID, Role: a.id.Role, Zone: a.id.Zone, Rack: a.id.Rack,
 		Addrs: st.Addrs, NumChunks: st.NumChunks, Complete: st.Complete,
 		Uploaded: st.Uploaded, Downloaded: st.Downloaded, DownloadedFromOrigins: st.DownloadedFromOrigins,
-		Manifest: a.id.Manifest,
+		Manifest: a.id.Manifest, NumWant: st.NumWant,
 	}
 	switch {
 	case !started:

@@ -161,7 +161,7 @@ func TestAnnouncerLifecycle(t *testing.T) {
 	c.await(t, 1) // started, full
 	r.tick(t, 6*time.Second)
 	c.await(t, 1) // heartbeat: empty delta
-	st.update(func(s *State) { s.Bitfield.Set(7); s.Bitfield.Set(500) })
+	st.update(func(s *State) { s.Bitfield.Set(7); s.Bitfield.Set(500); s.NumWant = trackerwire.WantPeers(3) })
 	r.tick(t, 6*time.Second)
 	c.await(t, 1) // delta [7 500]
 	st.update(func(s *State) {
@@ -170,7 +170,7 @@ func TestAnnouncerLifecycle(t *testing.T) {
 	})
 	r.tick(t, 6*time.Second)
 	c.await(t, 1)
-	st.update(func(s *State) { s.Complete, s.Bitfield = true, nil })
+	st.update(func(s *State) { s.Complete, s.Bitfield, s.NumWant = true, nil, trackerwire.WantPeers(0) })
 	a.Trigger() // no need to wait for the interval
 	c.await(t, 1)
 	r.tick(t, 6*time.Second)
@@ -188,11 +188,20 @@ func TestAnnouncerLifecycle(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-	var got []string
+	var got, wants []string
 	var events []trackerwire.Event
 	for _, req := range c.requests() {
 		got = append(got, kind(req))
 		events = append(events, req.Event)
+		w := "-"
+		if req.NumWant != nil {
+			w = fmt.Sprint(*req.NumWant)
+		}
+		wants = append(wants, w)
+	}
+	// The state's NumWant is sent as it is; absent, the tracker's default.
+	if want := "[- - 3 3 0 0 -]"; fmt.Sprint(wants) != want {
+		t.Fatalf("num_want %v, want %s", wants, want)
 	}
 	want := []string{"full", "delta[]", "delta[7 500]", "full", "complete", "complete", "stopped"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -28,7 +28,10 @@ func newBenchTrackerCmd(g *globals) *cobra.Command {
 		Long: `bench tracker starts a real tracker on 127.0.0.1 (as p2pd tracker does) and
 plays a fleet of --peers peers, each announcing --blobs blobs of --chunks chunks
 over HTTP, the way a peer's announcer does: first the full bitfield (about half
-the chunks set), then deltas of a few chunks. That first round, as fast as
+the chunks set), then deltas of a few chunks. Like a real peer, each asks for
+as many peers (num_want) as it has free outbound connections (--max-conns,
+connections shared by all its blobs; one lost now and then), and for none once
+it has enough. That first round, as fast as
 --conns connections go, is the load phase; then, for --duration:
 
   by default  every record announces once per --interval (the tracker's
@@ -96,6 +99,7 @@ announces/s with p99 under 50 ms and under 1 KiB per record (goal_met).`,
 	f.DurationVar(&o.TTL, "ttl", 0, "the tracker's record lifetime (default three intervals); longer than the load phase to measure the steady state")
 	f.IntVar(&o.Tracker.HandoutLimit, "handout-limit", 0, "the tracker's handout_limit: peers per answer (default 50)")
 	f.IntVar(&o.Tracker.CandidateSample, "candidate-sample", 0, "the tracker's candidate_sample: peers scored per announce (default 4 × handout limit)")
+	f.IntVar(&o.MaxConns, "max-conns", trackerbench.DefaultMaxConns, "each peer's outbound connection cap (peer max_conns): peers ask the tracker for their free slots (num_want), none for complete blobs; -1: they send no num_want and get full hand-outs")
 	f.Float64Var(&o.Rate, "rate", 0, "offer this many announces per second instead (open loop)")
 	f.IntVar(&o.Workers, "workers", 0, "run closed loop with this many workers, as fast as the tracker answers")
 	f.IntVar(&o.Conns, "conns", trackerbench.DefaultConns, "connections of the load phase and of the open-loop modes")

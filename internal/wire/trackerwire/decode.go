@@ -63,6 +63,9 @@ func parseCanonical(b []byte) (*AnnounceRequest, bool) {
 		return nil, false
 	}
 	r.Event = Event(event)
+	if c.lit(`,"num_want":`) && !c.uint(31, func(n uint64) { r.NumWant = WantPeers(int(n)) }) {
+		return nil, false
+	}
 	if !c.lit("}") || c.i != len(b) {
 		return nil, false
 	}

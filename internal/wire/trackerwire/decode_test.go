@@ -2,9 +2,11 @@ package trackerwire
 
 import (
 	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/p2pd/p2pd/chunker"
 )
@@ -24,7 +26,11 @@ func requestShapes() []*AnnounceRequest {
 	origin := validRequest()
 	origin.Bitfield, origin.Complete, origin.Role, origin.Manifest = nil, true, RoleOrigin, chunker.Sum([]byte("m"))
 	stopped := &AnnounceRequest{Blob: testBlob, PeerID: "p", Role: RolePeer, NumChunks: 20, Event: EventStopped, Uploaded: 7}
-	return []*AnnounceRequest{full, delta, empty, complete, origin, stopped}
+	wantNone := validRequest()
+	wantNone.Bitfield, wantNone.Delta, wantNone.NumWant = nil, &Delta{Added: []uint32{1}}, WantPeers(0)
+	wantSome := validRequest()
+	wantSome.NumWant = WantPeers(MaxNumWant)
+	return []*AnnounceRequest{full, delta, empty, complete, origin, stopped, wantNone, wantSome}
 }
 
 // TestParseCanonical checks that the fast path takes what json.Marshal
@@ -120,4 +126,23 @@ func BenchmarkParseAnnounceRequest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReadAtMost checks the body reader of DecodeAnnounceRequest: all of a
+// short body, the limit of a long one, from an empty buffer too.
+func TestReadAtMost(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{{"", 10, ""}, {"abc", 10, "abc"}, {long, 4097, long[:4097]}, {long, 9999, long}} {
+		got, err := readAtMost(nil, iotest.OneByteReader(strings.NewReader(tc.in)), tc.n)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("readAtMost(%d bytes, %d) = %d bytes, %v", len(tc.in), tc.n, len(got), err)
+		}
+	}
+	if _, err := readAtMost(nil, iotest.ErrReader(io.ErrUnexpectedEOF), 10); err != io.ErrUnexpectedEOF {
+		t.Errorf("error %v", err)
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // Errors of decoding and validation. The server maps them to error codes:
@@ -23,7 +25,15 @@ var (
 // AnnounceRequest and validates it. Unknown JSON fields are ignored, so
 // that newer peers can talk to older trackers; trailing data is not.
 func DecodeAnnounceRequest(r io.Reader) (*AnnounceRequest, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxRequestBytes+1))
+	bp := bodyPool.Get().(*[]byte)
+	b, err := readAtMost((*bp)[:0], r, MaxRequestBytes+1)
+	defer func() {
+		// The request holds no part of b: Parse copies what it keeps.
+		if cap(b) <= maxPooledBody {
+			*bp = b[:0]
+			bodyPool.Put(bp)
+		}
+	}()
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, MaxRequestBytes)
@@ -31,6 +41,30 @@ func DecodeAnnounceRequest(r io.Reader) (*AnnounceRequest, error) {
 		return nil, fmt.Errorf("%w: reading body: %w", ErrMalformed, err)
 	}
 	return ParseAnnounceRequest(b)
+}
+
+// bodyPool holds the buffers DecodeAnnounceRequest reads bodies into; one
+// over maxPooledBody (a full bitfield of a large blob) is let go.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+const maxPooledBody = 64 << 10
+
+// readAtMost appends what r yields to b, up to n bytes, until io.EOF.
+func readAtMost(b []byte, r io.Reader, n int) ([]byte, error) {
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(max(cap(b), 512), n-len(b)))
+		}
+		m, err := r.Read(b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // ParseAnnounceRequest decodes and validates an AnnounceRequest. What
@@ -85,6 +119,9 @@ func (r *AnnounceRequest) Validate() error {
 	}
 	if !r.Manifest.IsZero() && r.Role != RoleOrigin {
 		return fmt.Errorf("%w: manifest is announced by origins only, not role %s", ErrInvalid, quote(string(r.Role)))
+	}
+	if r.NumWant != nil && (*r.NumWant < 0 || *r.NumWant > MaxNumWant) {
+		return fmt.Errorf("%w: num_want %d is outside 0..%d", ErrInvalid, *r.NumWant, MaxNumWant)
 	}
 	if r.DownloadedFromOrigins > r.Downloaded {
 		return fmt.Errorf("%w: downloaded_from_origins %d exceeds downloaded %d", ErrInvalid, r.DownloadedFromOrigins, r.Downloaded)

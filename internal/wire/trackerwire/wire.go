@@ -81,6 +81,8 @@ const (
 	MaxPeerIDLen = 128
 	// MaxLabelLen bounds Zone and Rack.
 	MaxLabelLen = 64
+	// MaxNumWant bounds NumWant.
+	MaxNumWant = 1000
 )
 
 // Role is what a peer is in a swarm.
@@ -172,7 +174,17 @@ type AnnounceRequest struct {
 	// passes it on in SwarmStatus.Manifest, so that a peer can trust a
 	// manifest it got from any peer without hashing the whole blob again.
 	Manifest chunker.Digest `json:"manifest,omitzero"`
+	// NumWant, if set, is the most peers the peer wants handed out this
+	// time, 0..MaxNumWant: a peer that has enough connections, or a
+	// complete one that dials nobody, asks for few or none, and spares the
+	// tracker choosing and encoding them. Absent means the tracker's
+	// default (its handout limit), as for peers that predate the field.
+	// The tracker never hands out more than its limit.
+	NumWant *int `json:"num_want,omitempty"`
 }
+
+// WantPeers returns a NumWant of n, for AnnounceRequest.NumWant.
+func WantPeers(n int) *int { return &n }
 
 // AnnounceResponse is the reply to an announce.
 type AnnounceResponse struct {
