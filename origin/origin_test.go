@@ -322,7 +322,7 @@ func TestAuth(t *testing.T) {
 		"announce token":         e.signedClient(auth.ScopeAnnounce, e.keys.Announce),
 		"admin token":            e.signedClient(auth.ScopeAdmin, e.keys.Admin),
 		"announce token as push": e.signedClient(auth.ScopePush, e.keys.Announce),
-		"bearer push token":      e.newClient(originclient.WithToken(e.keys.Push)),
+		"bearer push token":      e.newClient(originclient.WithHTTPClient(&http.Client{Transport: bearer(e.keys.Push)})),
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, size := range []int64{int64(len(data)), -1} {
@@ -818,4 +818,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func netListen(t *testing.T) (net.Listener, error) {
 	t.Helper()
 	return net.Listen("tcp", "127.0.0.1:0")
+}
+
+// bearer sends its token as "Authorization: Bearer", as clients from before
+// signed requests did: the origin must refuse it.
+type bearer string
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return http.DefaultTransport.RoundTrip(r)
 }

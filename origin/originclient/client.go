@@ -86,7 +86,6 @@ const (
 type Client struct {
 	base      *url.URL
 	hc        *http.Client
-	token     string
 	userAgent string
 	timeout   time.Duration
 }
@@ -97,10 +96,6 @@ type Option func(*Client)
 // WithHTTPClient sets the HTTP client (default: one with its own
 // connection pool and no overall timeout, since a push may take hours).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
-
-// WithToken sends "Authorization: Bearer <token>" with every request: the
-// origin's push token, which pushes and deletes need.
-func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
@@ -356,9 +351,6 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -71,7 +71,6 @@ const (
 type Client struct {
 	base      *url.URL
 	hc        *http.Client
-	token     string
 	userAgent string
 	maxResp   int64
 }
@@ -82,9 +81,6 @@ type Option func(*Client)
 // WithHTTPClient sets the HTTP client (default: one with DefaultTimeout
 // and its own connection pool).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
-
-// WithBearerToken sends "Authorization: Bearer <token>" with every request.
-func WithBearerToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
@@ -203,9 +199,6 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

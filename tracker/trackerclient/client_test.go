@@ -139,12 +139,12 @@ func fakeTracker(t *testing.T, handler http.HandlerFunc, opts ...Option) (*Clien
 func TestClientHeadersAndPrefix(t *testing.T) {
 	c, last := fakeTracker(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"status":"ok"}`)
-	}, WithBearerToken("s3cret"), WithUserAgent("p2pd/test"))
+	}, WithUserAgent("p2pd/test"))
 	if err := c.Health(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if last.URL.Path != "/prefix/healthz" || last.Header.Get("Authorization") != "Bearer s3cret" || last.Header.Get("User-Agent") != "p2pd/test" {
-		t.Fatalf("request: path %q auth %q ua %q", last.URL.Path, last.Header.Get("Authorization"), last.Header.Get("User-Agent"))
+	if last.URL.Path != "/prefix/healthz" || last.Header.Get("User-Agent") != "p2pd/test" {
+		t.Fatalf("request: path %q ua %q", last.URL.Path, last.Header.Get("User-Agent"))
 	}
 	c.CloseIdleConnections()
 }
