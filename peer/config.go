@@ -18,9 +18,9 @@ const (
 	DefaultIdentityFileName = "identity.key"
 	DefaultMaxConns         = 30
 	DefaultMaxInbound       = 256
-	DefaultUploadSlots      = 64
+	DefaultUploadSlots      = 8
 	DefaultOriginSlots      = 16
-	DefaultResendWindow     = 2 * time.Second
+	DefaultResendWindow     = 10 * time.Second
 	DefaultRequestTimeout   = 10 * time.Second
 	DefaultManifestTimeout  = 30 * time.Second
 	DefaultOriginGrace      = 250 * time.Millisecond
@@ -64,17 +64,25 @@ type Config struct {
 	MaxConns   int `yaml:"max_conns"`
 	MaxInbound int `yaml:"max_inbound"`
 	// UploadSlots caps the chunk requests served at once, over all peers
-	// (default 64, 16 for an origin). A request beyond it is answered
-	// Reject{Busy}, and the requester backs off. An origin's few slots
-	// keep a flash crowd from fetching the same chunks from it at once:
-	// the requests it turns away go to peers instead.
+	// (default 8, 16 for an origin). A request beyond it is answered
+	// Reject{Busy}, and the requester backs off. The slots share the
+	// upload link, so each accepted chunk arrives at about 1/UploadSlots
+	// of it; few slots make each copy whole, and servable by its
+	// receiver, sooner, which is what spreads a chunk through a flash
+	// crowd (docs/testbed-sim.md, "Upload slots": 64 slots made a
+	// simulated 1,000-peer fan-out 2.8 times the bound, 8 slots 1.6).
+	// An origin's slots keep a flash crowd from fetching the same chunks
+	// from it at once: the requests it turns away go to peers instead.
 	UploadSlots int `yaml:"upload_slots"`
 	// ResendWindow: within this time of sending a chunk to one peer
 	// (counted from when its last byte went out), a request for it from
-	// another peer is answered Reject{Busy}, so that the second peer
-	// fetches it from the first once that one announces it. It keeps a flash crowd from fetching the same chunks from an
-	// origin at once. Default 2s for an origin, 0 (off) for a peer; a
-	// negative value turns it off.
+	// another peer is answered Reject{Deferred}, so that the second peer
+	// fetches it from the first once that one announces it, and asks
+	// the origin for another chunk meanwhile (sched.FailDeferred). It
+	// keeps an origin sending each chunk about once to a flash crowd.
+	// Default 10s for an origin (2s let a simulated 100-peer crowd on
+	// slow links take 2.2 copies from the origin, 10s 1.3), 0 (off) for
+	// a peer; a negative value turns it off.
 	ResendWindow time.Duration `yaml:"resend_window"`
 	// UploadRate and DownloadRate cap the chunk bytes per second sent to,
 	// and read from, each peer. 0 means unlimited.

@@ -787,7 +787,7 @@ func (s *session) onRequest(m peerwire.Request) {
 		s.e.releaseSlot()
 		s.mu.Unlock()
 		s.e.met.uploadDeferred()
-		reject(peerwire.RejectBusy, "chunk just sent to another peer: fetch it from them")
+		reject(peerwire.RejectDeferred, "chunk just sent to another peer: fetch it from them")
 		return
 	}
 	u := &upload{req: m.ReqID, digest: m.Chunk, start: m.Offset, end: end, b: b, slot: true}
@@ -989,6 +989,8 @@ func (s *session) onReject(m peerwire.Reject) error {
 		switch m.Code {
 		case peerwire.RejectBusy:
 			reason = sched.FailBusy
+		case peerwire.RejectDeferred:
+			reason = sched.FailDeferred
 		case peerwire.RejectNotFound:
 			reason = sched.FailNotFound
 			// Requests go only to peers that advertise the chunk.

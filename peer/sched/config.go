@@ -69,6 +69,7 @@ const (
 	DefaultBanThreshold         = 3
 	DefaultBusyBackoff          = 50 * time.Millisecond
 	DefaultMaxBusyBackoff       = time.Second
+	DefaultDeferBackoff         = time.Second
 )
 
 // Limits that Validate enforces, to keep per-chunk counters small.
@@ -151,6 +152,11 @@ type Config struct {
 	// MaxBusyBackoff caps the busy pause. Default 1s, or BusyBackoff if
 	// that is longer.
 	MaxBusyBackoff time.Duration `yaml:"max_busy_backoff" json:"max_busy_backoff"`
+	// DeferBackoff is how long an origin is not asked again for a chunk
+	// it deferred (FailDeferred: it sent the chunk to another peer a
+	// moment ago). Meanwhile the origin is asked for other chunks, and
+	// the peer that got it announces it. Default 1s.
+	DeferBackoff time.Duration `yaml:"defer_backoff" json:"defer_backoff"`
 }
 
 // DefaultConfig returns the defaults that the zero Config stands for.
@@ -182,6 +188,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BusyBackoff == 0 {
 		c.BusyBackoff = DefaultBusyBackoff
+	}
+	if c.DeferBackoff == 0 {
+		c.DeferBackoff = DefaultDeferBackoff
 	}
 	if c.MaxBusyBackoff == 0 {
 		c.MaxBusyBackoff = max(DefaultMaxBusyBackoff, c.BusyBackoff)
@@ -216,6 +225,8 @@ func (c Config) Validate() error {
 		return bad("busy backoff %v is negative (0 selects %v)", c.BusyBackoff, DefaultBusyBackoff)
 	case c.MaxBusyBackoff < 0:
 		return bad("max busy backoff %v is negative (0 selects %v)", c.MaxBusyBackoff, DefaultMaxBusyBackoff)
+	case c.DeferBackoff < 0:
+		return bad("defer backoff %v is negative (0 selects %v)", c.DeferBackoff, DefaultDeferBackoff)
 	case c.MaxBusyBackoff != 0 && c.MaxBusyBackoff < c.withDefaults().BusyBackoff:
 		return bad("max busy backoff %v is below the busy backoff %v", c.MaxBusyBackoff, c.withDefaults().BusyBackoff)
 	}

@@ -86,6 +86,13 @@ const (
 	// It is no failure of the chunk either: the peer no longer counts as
 	// a holder.
 	FailNotFound
+	// FailDeferred: the peer, an origin, sent the chunk to another peer a
+	// moment ago and wants it fetched from there (peer.Config.ResendWindow).
+	// The origin is asked for other chunks at once, and for this one
+	// again only after Config.DeferBackoff, unless a peer advertises it
+	// meanwhile. It is no failure of the chunk. From a peer that is not a
+	// fallback origin it counts as FailBusy.
+	FailDeferred
 )
 
 func (r FailReason) String() string {
@@ -96,6 +103,8 @@ func (r FailReason) String() string {
 		return "busy"
 	case FailNotFound:
 		return "notfound"
+	case FailDeferred:
+		return "deferred"
 	}
 	return "FailReason(" + strconv.Itoa(int(r)) + ")"
 }

@@ -84,6 +84,7 @@ type model struct {
 	allGap     time.Duration            // the estimate over all peers: a new peer's
 	streak     map[string]int           // busy pauses since the peer last delivered a chunk
 	busySince  map[string]time.Duration // first busy pause since the peer last delivered a chunk
+	recv       map[string]int           // verified chunks from the peer on this connection
 	stalled    map[reqKey]bool          // requests this Tick must cancel
 	stallFirst map[reqKey]bool          // those of them that were their peer's oldest: they count a failure
 	perPeer    map[string]int
@@ -132,6 +133,7 @@ func newModel(t testing.TB, seed uint64, n int, cfg Config, held Bitset) *model 
 		stallFirst: map[reqKey]bool{},
 		streak:     map[string]int{},
 		busySince:  map[string]time.Duration{},
+		recv:       map[string]int{},
 		stalled:    map[reqKey]bool{},
 		dropped:    map[reqKey]bool{},
 	}
@@ -170,6 +172,25 @@ func (m *model) levelNow(id string) uint8 {
 		l++
 	}
 	return l
+}
+
+// longBusy mirrors Scheduler.longBusy.
+func (m *model) longBusy(id string) bool {
+	start, ok := m.busySince[id]
+	return ok && m.recv[id] == 0 && m.now-start >= 2*(m.cfg.RequestTimeout<<m.levelNow(id))
+}
+
+// otherHolder mirrors Scheduler.otherHolder.
+func (m *model) otherHolder(idx int, id string) bool {
+	for _, q := range m.peers {
+		if q.id == id || !q.connected || m.banned[q.id] || (q.origin && m.cfg.OriginPolicy == OriginFallback) {
+			continue
+		}
+		if q.have.Has(idx) && !m.longBusy(q.id) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *model) timeout(id string) time.Duration { return m.cfg.RequestTimeout << m.level[id] }
@@ -318,6 +339,7 @@ func (m *model) before(ev Event) {
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
 		delete(m.busySince, e.Peer)
+		delete(m.recv, e.Peer)
 		p.connected = true
 	case PeerDisconnected:
 		m.forget(e.Peer)
@@ -325,6 +347,7 @@ func (m *model) before(ev Event) {
 		delete(m.pausedTil, e.Peer)
 		delete(m.streak, e.Peer)
 		delete(m.busySince, e.Peer)
+		delete(m.recv, e.Peer)
 		m.byID[e.Peer].connected = false
 	case ChunkReceived:
 		k := reqKey{e.Peer, e.Index}
@@ -336,6 +359,7 @@ func (m *model) before(ev Event) {
 			if m.byID[e.Peer].connected && !m.banned[e.Peer] {
 				delete(m.streak, e.Peer)
 				delete(m.busySince, e.Peer)
+				m.recv[e.Peer]++
 			}
 			if !m.held[e.Index] {
 				m.wantHave = e.Index
@@ -364,9 +388,11 @@ func (m *model) before(ev Event) {
 			case FailError:
 				m.fails[e.Index]++
 			case FailBusy:
-				// Busy for the peer's request timeout since it last
-				// delivered: a failure of the chunk, as a timeout.
-				if start, ok := m.busySince[e.Peer]; ok && m.now-start >= m.cfg.RequestTimeout<<m.levelNow(e.Peer) {
+				// Busy for twice the peer's request timeout, never
+				// having delivered on this connection, and no other
+				// peer that has the chunk is not the same: a failure
+				// of the chunk, as a timeout.
+				if m.longBusy(e.Peer) && !m.otherHolder(e.Index, e.Peer) {
 					m.fails[e.Index]++
 				}
 				if _, paused := m.pausedTil[e.Peer]; !paused {

@@ -170,6 +170,17 @@ type Scheduler struct {
 	gap       time.Duration // peer.gap over the samples of all peers: a new peer's first estimate
 	paused    []*peer       // peers in busy backoff
 	nreqs     int           // outstanding requests
+	// deferred holds the chunks an origin deferred (FailDeferred): origins
+	// are not asked for them until their entry in deferQ, in time order,
+	// expires.
+	deferred Bitset
+	deferQ   []deferral
+}
+
+// deferral is a chunk deferred by an origin, until a time.
+type deferral struct {
+	i     int32
+	until time.Duration
 }
 
 // New returns a Scheduler for a blob of numChunks chunks, of which those in
@@ -202,6 +213,7 @@ func New(cfg Config, numChunks int, have Bitset, rng *rand.Rand) (*Scheduler, er
 		chunks:    make([]chunkState, numChunks),
 		held:      NewBitset(numChunks),
 		escalated: NewBitset(numChunks),
+		deferred:  NewBitset(numChunks),
 		buckets:   make([][]int32, 1, 8),
 		byID:      make(map[string]*peer),
 		offences:  make(map[string]int),
@@ -555,14 +567,25 @@ func (s *Scheduler) failed(e RequestFailed) {
 		return
 	}
 	p.stats.Failures++
-	switch e.Reason {
+	reason := e.Reason
+	if reason == FailDeferred && !p.fallback {
+		reason = FailBusy
+	}
+	switch reason {
+	case FailDeferred:
+		p.stats.Failures--
+		s.deferChunk(i)
+		s.markDirty(p)
 	case FailBusy:
 		// A peer that has answered nothing but busy for its request
 		// timeout (all its upload slots held by requests it never
-		// finishes: a stalled peer) fails the chunk as a timeout would, so that the
-		// chunk goes elsewhere and, if only such peers hold it, escalates
-		// to the origin instead of being retried at them for ever.
-		if p.busy && s.now-p.busySince >= s.timeout(s.level(p)) {
+		// finishes: a stalled peer) fails the chunk as a timeout would,
+		// if every other peer that has the chunk is the same, so that
+		// the chunk escalates to the origin instead of being retried at
+		// them for ever. In a busy but healthy swarm some holder is
+		// delivering, and the chunk waits for it rather than going to
+		// the origin a second time.
+		if s.longBusy(p) && !s.otherHolder(i, p) {
 			s.penalize(i, p, true)
 		}
 		s.pause(p)
@@ -573,6 +596,36 @@ func (s *Scheduler) failed(e RequestFailed) {
 		s.markDirty(p)
 	}
 	s.requeueIfIdle(i)
+}
+
+// longBusy reports whether p looks stalled rather than merely busy: it
+// has answered nothing but busy for twice its request timeout and never
+// delivered a chunk to this peer. In a busy swarm, a healthy peer that
+// holds a popular chunk may turn one requester away for a long time, but
+// it delivers now and then.
+func (s *Scheduler) longBusy(p *peer) bool {
+	return p.busy && p.stats.Received == 0 && s.now-p.busySince >= 2*s.timeout(s.level(p))
+}
+
+// otherHolder reports whether a connected peer other than p and the
+// fallback origins advertises chunk i and is not long busy. It walks the
+// peers, which is fine for the rare busy answer after a long busy spell.
+func (s *Scheduler) otherHolder(i int32, p *peer) bool {
+	for _, q := range s.peers {
+		if q != p && !q.gone && !q.fallback && q.have.Has(int(i)) && !s.longBusy(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// deferChunk keeps origins from being asked for chunk i for DeferBackoff.
+func (s *Scheduler) deferChunk(i int32) {
+	if s.deferred.Has(int(i)) {
+		return
+	}
+	s.deferred.Set(int(i))
+	s.deferQ = append(s.deferQ, deferral{i: i, until: s.now + s.cfg.DeferBackoff})
 }
 
 // pause leaves busy peer p alone for a while, unless it is paused already
@@ -664,6 +717,24 @@ func (s *Scheduler) tick() {
 	}
 	clear(s.paused[k:])
 	s.paused = s.paused[:k]
+	n := 0
+	for _, d := range s.deferQ {
+		if d.until > s.now {
+			break
+		}
+		n++
+		s.deferred.Clear(int(d.i))
+		if s.pending.Has(int(d.i)) {
+			for _, p := range s.peers {
+				if p.fallback && p.have.Has(int(d.i)) && s.canAsk(p) {
+					s.markDirty(p)
+				}
+			}
+		}
+	}
+	if n > 0 {
+		s.deferQ = append(s.deferQ[:0], s.deferQ[n:]...)
+	}
 }
 
 // stalled times out every request outstanding at p, whose oldest request
@@ -1126,9 +1197,10 @@ func (s *Scheduler) eligible(p *peer, i int32) bool {
 }
 
 // originMay reports whether a fallback origin may be asked for chunk i: no
-// peer advertises it, or it has failed on peers often enough.
+// peer advertises it, or it has failed on peers often enough; and no
+// origin deferred it lately.
 func (s *Scheduler) originMay(i int32) bool {
-	return s.chunks[i].avail+s.base == 0 || s.escalated.Has(int(i))
+	return (s.chunks[i].avail+s.base == 0 || s.escalated.Has(int(i))) && !s.deferred.Has(int(i))
 }
 
 // peerMay reports whether non-origin peer p may be asked for chunk i. A
@@ -1233,7 +1305,7 @@ func (s *Scheduler) pickOrigin(p *peer, r uint32) int32 {
 		nw := len(s.pending.w)
 		k := int(uint64(r) * uint64(nw) >> 32)
 		for range nw {
-			if w := s.escalated.w[k] & s.pending.w[k] & p.have.w[k]; w != 0 {
+			if w := s.escalated.w[k] & s.pending.w[k] & p.have.w[k] &^ s.deferred.w[k]; w != 0 {
 				return int32(k<<6 + bits.TrailingZeros64(w))
 			}
 			if k++; k == nw {
@@ -1247,7 +1319,7 @@ func (s *Scheduler) pickOrigin(p *peer, r uint32) int32 {
 	b := s.buckets[0]
 	j := int(uint64(r) * uint64(len(b)) >> 32)
 	for range b {
-		if i := b[j]; p.have.Has(int(i)) {
+		if i := b[j]; p.have.Has(int(i)) && !s.deferred.Has(int(i)) {
 			return i
 		}
 		if j++; j == len(b) {
@@ -1295,6 +1367,9 @@ func (s *Scheduler) NextTick() (t time.Time, ok bool) {
 		if !p.gone && (!ok || p.until < at) {
 			at, ok = p.until, true
 		}
+	}
+	if len(s.deferQ) > 0 && (!ok || s.deferQ[0].until < at) {
+		at, ok = s.deferQ[0].until, true
 	}
 	if !ok {
 		return time.Time{}, false

@@ -76,7 +76,7 @@ func TestConfig(t *testing.T) {
 	d := DefaultConfig()
 	want := Config{MaxInflightPerPeer: 4, MaxInflightPerOrigin: 2, RequestTimeout: 10 * time.Second, EndgameThreshold: 8, MaxDuplicates: 2,
 		OriginPolicy: OriginFallback, OriginAfterFailures: 2, BanThreshold: 3, BusyBackoff: 50 * time.Millisecond,
-		MaxBusyBackoff: time.Second}
+		MaxBusyBackoff: time.Second, DeferBackoff: time.Second}
 	if d != want {
 		t.Errorf("DefaultConfig = %+v, want %+v", d, want)
 	}

@@ -242,7 +242,7 @@ func (sm *sim) onRequest(e event) {
 		reason = sched.FailBusy
 		sm.st.busy++
 	case !sm.claim(u, di, e.idx):
-		reason = sched.FailBusy
+		reason = sched.FailDeferred
 		sm.st.deferred++
 	default:
 		sm.lists.add(&p.queue, reqID{e.id, e.idx})

@@ -238,7 +238,7 @@ func TestLiars(t *testing.T) {
 // killed ones are neither completed nor failed.
 func TestKill(t *testing.T) {
 	s := flashCrowd(50, 64<<20, 1<<20, gbit, time.Millisecond)
-	s.Events = []scenario.Event{{At: time.Second, Action: "kill", Fraction: 0.2, Incomplete: true}}
+	s.Events = []scenario.Event{{At: 600 * time.Millisecond, Action: "kill", Fraction: 0.2, Incomplete: true}}
 	r, _ := run(t, s)
 	sum := r.Summarize()
 	left := 0
@@ -252,7 +252,7 @@ func TestKill(t *testing.T) {
 	}
 	checkPhysics(t, r)
 	for _, smp := range r.Series {
-		if smp.T > 1 && smp.Live != 40 {
+		if smp.T > 0.6 && smp.Live != 40 {
 			t.Fatalf("%d peers live at %.2fs, want 40", smp.Live, smp.T)
 		}
 	}

@@ -89,6 +89,7 @@ const (
 	RejectBanned     RejectCode = 3 // this peer refuses to serve the requester
 	RejectBadRequest RejectCode = 4 // the request is invalid (e.g. a range past the chunk's end)
 	RejectVersion    RejectCode = 5 // incompatible Hello.Version; the stream is closed next
+	RejectDeferred   RejectCode = 6 // the chunk just went to another peer: fetch it from there, ask for others here
 )
 
 // String returns the code's name, or "RejectCode(n)".
@@ -104,6 +105,8 @@ func (c RejectCode) String() string {
 		return "BadRequest"
 	case RejectVersion:
 		return "Version"
+	case RejectDeferred:
+		return "Deferred"
 	}
 	return fmt.Sprintf("RejectCode(%d)", uint16(c))
 }
