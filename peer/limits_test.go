@@ -16,6 +16,7 @@ import (
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/byzantine"
 	"github.com/p2pd/p2pd/peer/peertest"
 )
 
@@ -432,5 +433,70 @@ func TestResendWindowFromSend(t *testing.T) {
 	clk.Advance(sent.Add(11 * time.Second).Sub(clk.Now()))
 	if got := first(y, ydec, 2, false); got != peerwire.TypeData {
 		t.Fatalf("after the window the second peer got %s, want Data", got)
+	}
+}
+
+// A store that never answers a read (a hung disk, byzantine.Stall) holds
+// the upload's slot only until the requester cancels: the Cancel abandons
+// the read, so the slot serves the next request instead of being lost for
+// the session's life.
+func TestCancelFreesStalledRead(t *testing.T) {
+	tr := startTracker(t)
+	cfg := peertest.TestConfig()
+	cfg.UploadSlots = 1
+	cfg.ResendWindow = -1
+	n := peertest.NewNode(t, "staller", tr, cfg)
+	n.Wrap = byzantine.Stall
+	n.Start()
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(15, 1<<20)), peertest.SmallChunks)
+	x, y := m.Chunks[0], m.Chunks[1]
+
+	h := rawHost(t)
+	s, dec := rawStream(t, h, n)
+	hello(t, h, s, dec)
+	send := func(msg peerwire.Message) {
+		t.Helper()
+		if err := peerwire.Encode(s, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// nextReject returns the next Reject (the store sends no Data).
+	nextReject := func() peerwire.Reject {
+		t.Helper()
+		for {
+			msg, err := dec.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, ok := msg.(peerwire.Reject); ok {
+				return r
+			}
+		}
+	}
+	// Request 1 takes the only slot and is never answered: request 2 is
+	// refused for want of a slot.
+	send(peerwire.Request{ReqID: 1, Chunk: x.Digest})
+	send(peerwire.Request{ReqID: 2, Chunk: y.Digest})
+	if r := nextReject(); r.ReqID != 2 || r.Code != peerwire.RejectBusy {
+		t.Fatalf("%#v, want request 2 refused busy", r)
+	}
+	send(peerwire.Cancel{ReqID: 1})
+	// Once the cancelled read lets go of the slot, a request is accepted
+	// (and stalls in turn), which the one after it shows by being the
+	// first refused.
+	for id, deadline := uint32(3), time.Now().Add(10*time.Second); ; id += 2 {
+		send(peerwire.Request{ReqID: id, Chunk: y.Digest})
+		send(peerwire.Request{ReqID: id + 1, Chunk: x.Digest})
+		r := nextReject()
+		if r.ReqID == id+1 && r.Code == peerwire.RejectBusy {
+			break // id took the slot
+		}
+		if r.ReqID != id || r.Code != peerwire.RejectBusy || time.Now().After(deadline) {
+			t.Fatalf("%#v: the cancelled request still holds the slot", r)
+		}
+		if r = nextReject(); r.ReqID != id+1 {
+			t.Fatalf("%#v, want request %d refused", r, id+1)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -124,6 +124,10 @@ type upload struct {
 	slot     bool   // holds an upload slot
 	canceled atomic.Bool
 	finished atomic.Bool
+	// stopRead, while the chunk is read from the store, abandons the
+	// read (guarded by session.mu): a Cancel from the requester frees the
+	// upload's slot even if the store never answers.
+	stopRead context.CancelFunc
 }
 
 // chunkReq is a chunk this engine requested from the remote.
@@ -520,7 +524,25 @@ func (s *session) readChunk(u *upload) bool {
 		hint = u.b.chunkSize(u.digest, hint)
 	}
 	u.buf = s.e.bufs.get(hint)
-	data, err := s.e.store.ReadChunk(s.ctx, u.digest, u.buf[:0])
+	// The read ends with the session, or when the requester cancels: a
+	// store that never answers (a hung disk, peer/byzantine.Stall) must
+	// not hold the upload slot for good.
+	ctx, stop := context.WithCancel(s.ctx)
+	defer stop()
+	s.mu.Lock()
+	u.stopRead = stop
+	s.mu.Unlock()
+	if u.canceled.Load() {
+		stop()
+	}
+	data, err := s.e.store.ReadChunk(ctx, u.digest, u.buf[:0])
+	s.mu.Lock()
+	u.stopRead = nil
+	s.mu.Unlock()
+	if err != nil && u.canceled.Load() && ctx.Err() != nil {
+		s.finishUpload(u) // cancelled: nothing to answer
+		return false
+	}
 	code := peerwire.RejectCode(0)
 	switch {
 	case err == nil && (u.start > uint32(len(data)) || u.end > uint32(len(data))):
@@ -717,9 +739,16 @@ func (s *session) dispatch(msg peerwire.Message) error {
 	case peerwire.Cancel:
 		s.mu.Lock()
 		u := s.active[m.ReqID]
-		s.mu.Unlock()
+		var stop context.CancelFunc
 		if u != nil {
 			u.canceled.Store(true)
+			stop = u.stopRead
+		}
+		s.mu.Unlock()
+		if u != nil {
+			if stop != nil {
+				stop()
+			}
 			notify(s.wake)
 		}
 	case peerwire.GetManifest:

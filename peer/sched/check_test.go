@@ -72,8 +72,13 @@ func (s *Scheduler) checkInvariants() error {
 			if s.held.Has(int(i)) {
 				return fmt.Errorf("peer %s: request for held chunk %d", p.id, i)
 			}
-			nreq[i]++
-			total++
+			if !p.suspect {
+				nreq[i]++
+				total++
+			}
+		}
+		if p.suspect && (len(p.reqs) == 0 || p.fallback) {
+			return fmt.Errorf("peer %s suspect with %d requests, fallback %v", p.id, len(p.reqs), p.fallback)
 		}
 		if p.paused {
 			found := false
@@ -165,8 +170,11 @@ func (s *Scheduler) checkInvariants() error {
 				return fmt.Errorf("requested chunk %d not at inflight[%d]", i, c.pos)
 			}
 		}
-		if s.escalated.Has(i) && (s.cfg.OriginPolicy != OriginFallback || int(c.fails) < s.cfg.OriginAfterFailures) {
-			return fmt.Errorf("chunk %d escalated with %d failures", i, c.fails)
+		if s.escalated.Has(i) && s.cfg.OriginPolicy != OriginFallback {
+			return fmt.Errorf("chunk %d escalated under origin policy %v", i, s.cfg.OriginPolicy)
+		}
+		if int(c.fails) >= s.cfg.OriginAfterFailures && s.cfg.OriginPolicy == OriginFallback && !s.escalated.Has(i) && !s.held.Has(i) {
+			return fmt.Errorf("chunk %d failed %d times but is not escalated", i, c.fails)
 		}
 		if _, ok := s.excl[int32(i)]; ok && c.fails == 0 {
 			return fmt.Errorf("chunk %d has exclusions but no failures", i)
@@ -207,6 +215,41 @@ func (s *Scheduler) checkInvariants() error {
 		if listed[p] != (len(p.reqs) > 0) {
 			return fmt.Errorf("peer %s: %d requests outstanding, on the stall list: %v", p.id, len(p.reqs), listed[p])
 		}
+	}
+	// The watch list holds peers with requests outstanding that are
+	// neither suspect nor fallback origins, once each, by since; a peer
+	// that has such requests and is not on it was found not worth
+	// suspecting since its clock last started (othersHave). nsuspect
+	// counts the suspect peers.
+	watched := map[*peer]bool{}
+	var prev *peer
+	for p := s.watchHead; p != nil; p = p.wnext {
+		switch {
+		case watched[p]:
+			return fmt.Errorf("peer %s twice on the watch list", p.id)
+		case p.gone || s.byID[p.id] != p:
+			return fmt.Errorf("peer %s on the watch list is not connected", p.id)
+		case len(p.reqs) == 0 || p.suspect || p.fallback:
+			return fmt.Errorf("peer %s on the watch list: %d requests, suspect %v, fallback %v", p.id, len(p.reqs), p.suspect, p.fallback)
+		case p.wprev != prev:
+			return fmt.Errorf("peer %s: watch list back link broken", p.id)
+		case prev != nil && p.since < prev.since:
+			return fmt.Errorf("watch list out of order: %s since %v after %s since %v", p.id, p.since, prev.id, prev.since)
+		}
+		watched[p] = true
+		prev = p
+	}
+	if s.watchTail != prev {
+		return fmt.Errorf("watch list: tail is not its last peer")
+	}
+	nsus := 0
+	for _, p := range s.peers {
+		if p.suspect {
+			nsus++
+		}
+	}
+	if nsus != s.nsuspect {
+		return fmt.Errorf("nsuspect %d, want %d", s.nsuspect, nsus)
 	}
 	if s.started && s.doneSent != (s.nheld == n) {
 		return fmt.Errorf("doneSent=%v with %d of %d held", s.doneSent, s.nheld, n)

@@ -114,7 +114,10 @@ type Config struct {
 	// over all peers. So a chunk that arrives in one piece after 25s, on a
 	// link shared by many uploads, makes the peer slow but not stalled,
 	// and a peer that hangs after answering quickly is still dropped after
-	// RequestTimeout. Default 10s.
+	// RequestTimeout. Long before that, a peer whose oldest request gets
+	// no data for three times the fleet's longest recent wait (at least
+	// RequestTimeout/8) is suspected of stalling and its chunks are
+	// requested elsewhere (see the package doc). Default 10s.
 	RequestTimeout time.Duration `yaml:"request_timeout" json:"request_timeout"`
 	// EndgameThreshold: once at most this many chunks are missing, a peer
 	// that has nothing un-requested left to fetch may be asked for a chunk

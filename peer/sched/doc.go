@@ -57,6 +57,19 @@
 //     16 times RequestTimeout; only the oldest request of a stalled peer
 //     counts as a failure. If a late answer arrives while the chunk is
 //     still missing it is accepted.
+//   - Suspicion: a stalled peer is suspected long before its timeout. Once
+//     some data has arrived, a peer (not a fallback origin) whose oldest
+//     request has waited three times the longest recent wait for data
+//     over all peers (at least RequestTimeout/8) without any is suspect on
+//     the next Tick: its requests stay outstanding (a late answer is
+//     welcome, and the timeout still runs), but their chunks count as
+//     unrequested and go to other peers at once; it gets nothing new
+//     until it has none left. A chunk that only suspect peers advertise
+//     may go to a fallback origin (a stalled peer may hold chunks it got
+//     from the origin and passes on to nobody). Nothing counts as a
+//     failure. Each download finds a stalled peer out for itself, in a
+//     few of the fleet's chunk times rather than RequestTimeout; a slow
+//     peer loses its chunks to faster ones the same way.
 //   - Failures: a corrupt chunk (ChunkReceived with Verified false), a
 //     timeout or an error (RequestFailed with FailError) sends the chunk
 //     elsewhere; the peer that failed it is avoided for that chunk while

@@ -330,8 +330,8 @@ func (d *driver) exec(line string) ([]string, error) {
 			}
 			return []string{id + ": not connected"}, nil
 		}
-		return []string{fmt.Sprintf("%s: have=%d inflight=%d window=%d requests=%d received=%d bad=%d timeouts=%d failures=%d offences=%d",
-			id, st.Have, st.Inflight, st.Window, st.Requests, st.Received, st.Bad, st.Timeouts, st.Failures, st.Offences)}, nil
+		return []string{fmt.Sprintf("%s: have=%d inflight=%d window=%d requests=%d received=%d bad=%d timeouts=%d suspected=%d failures=%d offences=%d",
+			id, st.Have, st.Inflight, st.Window, st.Requests, st.Received, st.Bad, st.Timeouts, st.Suspected, st.Failures, st.Offences)}, nil
 	case "avail":
 		var parts []string
 		for i := range d.s.n {

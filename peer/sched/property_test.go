@@ -37,6 +37,16 @@ import (
 //     at least gapSlack times the peer's estimated longest wait for data,
 //     which a stall raises to the timeout that expired; only the oldest of
 //     the cancelled requests counts as a failure of its chunk;
+//   - a peer (not a fallback origin) whose oldest request has waited
+//     gapSlack times the longest recent wait over all peers (at least
+//     RequestTimeout/suspectFloor, and only once some data has arrived)
+//     is suspect on the next Tick if another peer or a fallback origin
+//     advertises one of its chunks: its requests stay outstanding but no
+//     longer count, so their chunks may be requested elsewhere as if
+//     unrequested, and it gets no request until it has none left; under
+//     OriginFallback an origin may be asked for those of the chunks that
+//     no peer but suspect ones advertises. Otherwise it is not looked at
+//     again until its clock restarts;
 //   - Ban comes exactly at BanThreshold corrupt chunks, Have exactly once
 //     per chunk for a verified chunk or a locally stored one, Done exactly
 //     once, when everything is held;
@@ -82,6 +92,10 @@ type model struct {
 	level      map[string]uint8         // the peer's timeout level (RequestTimeout<<level) as of since
 	gap        map[string]time.Duration // the peer's estimated longest wait for data, raised when it stalls
 	allGap     time.Duration            // the estimate over all peers: a new peer's
+	sampled    bool                     // allGap has a sample
+	suspect    map[string]bool          // peers whose requests were released; perChunk does not count them
+	dismissed  map[string]bool          // peers found not worth suspecting since their clock last started
+	suspEsc    map[int]bool             // chunks an origin may serve because only suspect peers had them
 	streak     map[string]int           // busy pauses since the peer last delivered a chunk
 	busySince  map[string]time.Duration // first busy pause since the peer last delivered a chunk
 	recv       map[string]int           // verified chunks from the peer on this connection
@@ -128,6 +142,9 @@ func newModel(t testing.TB, seed uint64, n int, cfg Config, held Bitset) *model 
 		pausedTil:  map[string]time.Duration{},
 		order:      map[string][]int{},
 		since:      map[string]time.Duration{},
+		suspect:    map[string]bool{},
+		dismissed:  map[string]bool{},
+		suspEsc:    map[int]bool{},
 		level:      map[string]uint8{},
 		gap:        map[string]time.Duration{},
 		stallFirst: map[reqKey]bool{},
@@ -163,6 +180,52 @@ func (m *model) fatalf(format string, a ...any) {
 func (m *model) startClock(id string) {
 	m.since[id] = m.now
 	m.level[id] = m.levelNow(id)
+	delete(m.dismissed, id)
+}
+
+// suspectAfter is how long a peer's oldest request may wait without data
+// before it is suspected, and whether any data has arrived yet.
+func (m *model) suspectAfter() (time.Duration, bool) {
+	return max(gapSlack*m.allGap, m.cfg.RequestTimeout/suspectFloor), m.sampled
+}
+
+// watched reports whether peer id may become suspect: it has requests
+// outstanding, is not suspect, not a fallback origin, and was not found
+// not worth suspecting since its clock last started.
+func (m *model) watched(id string) bool {
+	return len(m.order[id]) > 0 && !m.suspect[id] && !m.dismissed[id] && !m.fallback(m.byID[id])
+}
+
+// holder reports whether connected peer q other than id advertises chunk
+// i; fallback origins count only if origins is set, suspect peers only if
+// suspects is.
+func (m *model) holder(id string, q *simPeer, i int, origins, suspects bool) bool {
+	return q.id != id && q.connected && !m.banned[q.id] && q.have.Has(i) &&
+		(origins || !m.fallback(q)) && (suspects || !m.suspect[q.id])
+}
+
+// trustedHolder: a peer other than id, neither suspect nor a fallback
+// origin, advertises chunk i.
+func (m *model) trustedHolder(id string, i int) bool {
+	for _, q := range m.peers {
+		if m.holder(id, q, i, false, false) {
+			return true
+		}
+	}
+	return false
+}
+
+// othersHave: another peer or a fallback origin advertises one of id's
+// outstanding chunks.
+func (m *model) othersHave(id string) bool {
+	for _, i := range m.order[id] {
+		for _, q := range m.peers {
+			if m.holder(id, q, i, true, true) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // levelNow is peer id's timeout level for its current wait estimate.
@@ -206,6 +269,7 @@ func (m *model) sample(id string) {
 	x := m.now - m.since[id]
 	m.gap[id] = avg(m.gap[id], x)
 	m.allGap = avg(m.allGap, x)
+	m.sampled = true
 }
 
 func (m *model) addOut(k reqKey) {
@@ -240,7 +304,12 @@ func (m *model) delOut(k reqKey) (sent time.Duration, ok bool) {
 		}
 	}
 	m.perPeer[k.peer]--
-	m.perChunk[k.idx]--
+	if !m.suspect[k.peer] {
+		m.perChunk[k.idx]--
+	}
+	if len(m.order[k.peer]) == 0 {
+		delete(m.suspect, k.peer)
+	}
 	return sent, true
 }
 
@@ -439,6 +508,30 @@ func (m *model) before(ev Event) {
 				m.gap[id] = max(m.gap[id], 2*m.timeout(id)/gapSlack) // its next timeout doubles
 			}
 		}
+		if d, ok := m.suspectAfter(); ok {
+			var fresh []string
+			for id, o := range m.order {
+				if !m.watched(id) || m.since[id]+m.timeout(id) <= m.now || m.since[id]+d > m.now {
+					continue
+				}
+				if !m.othersHave(id) {
+					m.dismissed[id] = true
+					continue
+				}
+				m.suspect[id] = true
+				fresh = append(fresh, id)
+				for _, i := range o {
+					m.perChunk[i]--
+				}
+			}
+			for _, id := range fresh {
+				for _, i := range m.order[id] {
+					if !m.trustedHolder(id, i) && m.cfg.OriginPolicy == OriginFallback {
+						m.suspEsc[i] = true
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -466,6 +559,8 @@ func (m *model) apply(a Action) {
 			m.fatalf("%v: %d requests already outstanding at the origin, and other peers are connected", a, m.perPeer[a.Peer])
 		case m.now < m.busyUntil[a.Peer]:
 			m.fatalf("%v: peer is busy until %v", a, m.busyUntil[a.Peer])
+		case m.suspect[a.Peer]:
+			m.fatalf("%v: peer is suspect, with %d requests outstanding", a, len(m.order[a.Peer]))
 		}
 		if _, dup := m.out[k]; dup {
 			m.fatalf("%v: already outstanding at this peer", a)
@@ -479,7 +574,7 @@ func (m *model) apply(a Action) {
 			}
 		}
 		if m.fallback(p) {
-			if m.avail(i) > 0 && m.fails[i] < m.cfg.OriginAfterFailures {
+			if m.avail(i) > 0 && m.fails[i] < m.cfg.OriginAfterFailures && !m.suspEsc[i] {
 				m.fatalf("%v: origin asked although %d peers have it and it failed %d times", a, m.avail(i), m.fails[i])
 			}
 		} else if m.perChunk[i] == 0 {
@@ -537,7 +632,13 @@ func (m *model) apply(a Action) {
 		if m.perChunk[a.Index] != 0 {
 			m.fatalf("%v: %d requests for it still outstanding", a, m.perChunk[a.Index])
 		}
+		for _, k := range m.outList {
+			if k.idx == a.Index {
+				m.fatalf("%v: still outstanding at suspect peer %s", a, k.peer)
+			}
+		}
 		m.sawHave = true
+		delete(m.suspEsc, a.Index)
 		m.held[a.Index] = true
 		m.nheld++
 	case Done:
@@ -577,6 +678,13 @@ func (m *model) after() {
 			want, wantOK = d, true
 		}
 	}
+	if d, ok := m.suspectAfter(); ok {
+		for id := range m.order {
+			if at := m.since[id] + d; m.watched(id) && (!wantOK || at < want) {
+				want, wantOK = at, true
+			}
+		}
+	}
 	for _, until := range m.pausedTil {
 		if !wantOK || until < want {
 			want, wantOK = until, true
@@ -586,9 +694,15 @@ func (m *model) after() {
 	if ok != wantOK || ok && got.Sub(epoch) != want {
 		m.fatalf("NextTick = %v, %v; want %v, %v", got.Sub(epoch), ok, want, wantOK)
 	}
+	live := 0
+	for k := range m.out {
+		if !m.suspect[k.peer] {
+			live++
+		}
+	}
 	pr := m.s.Progress()
-	if pr.Held != m.nheld || pr.Requests != len(m.out) {
-		m.fatalf("progress %+v, model has %d held and %d requests", pr, m.nheld, len(m.out))
+	if pr.Held != m.nheld || pr.Requests != live {
+		m.fatalf("progress %+v, model has %d held and %d requests not at suspect peers", pr, m.nheld, live)
 	}
 }
 

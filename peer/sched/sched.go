@@ -35,8 +35,13 @@ const (
 	// Scheduler.level).
 	stallLevels = 5
 	// gapSlack: a peer's timeout is at least this many times its longest
-	// recent wait for data (peer.gap).
+	// recent wait for data (peer.gap), and a peer is suspected of stalling
+	// after this many times the longest recent wait over all peers
+	// (Scheduler.suspectAfter).
 	gapSlack = 3
+	// suspectFloor: a peer is never suspected of stalling before its
+	// oldest request has waited RequestTimeout/suspectFloor without data.
+	suspectFloor = 8
 )
 
 // chunkState is the per-chunk bookkeeping, kept to 16 bytes because a
@@ -73,11 +78,16 @@ type peer struct {
 	reqs   []int32 // chunks requested, in request order (the order the peer answers in)
 	slot   int32   // index in Scheduler.slots
 	origin bool    // connected as an origin
-	dirty  bool    // queued in Scheduler.dirty
-	skips  uint8   // picks left that go straight to pickSparse
-	streak uint8   // busy pauses since it last delivered a chunk: the next pause is BusyBackoff << streak
-	id     string
-	until  time.Duration
+	// suspect: its oldest request waited Scheduler.suspectAfter without
+	// data, so its requests were released (chunkState.nreq does not count
+	// them, and the chunks may be requested elsewhere) while they stay
+	// outstanding. It gets no new requests until it has none left.
+	suspect bool
+	dirty   bool  // queued in Scheduler.dirty
+	skips   uint8 // picks left that go straight to pickSparse
+	streak  uint8 // busy pauses since it last delivered a chunk: the next pause is BusyBackoff << streak
+	id      string
+	until   time.Duration
 	// busySince is when the first of its busy answers since it last
 	// delivered a chunk came (valid while busy).
 	busySince time.Duration
@@ -89,6 +99,10 @@ type peer struct {
 	since      time.Duration
 	prev, next *peer
 	level      uint8 // its timeout level while on a stall list
+	// Peers that may become suspect (requests outstanding, not suspect,
+	// not a fallback origin) are also listed by since, from
+	// Scheduler.watchHead through wnext.
+	wprev, wnext *peer
 	// gap estimates the longest the peer's oldest request waits for data
 	// (from when it became the oldest or last made progress; decayMax),
 	// raised when the peer stalls. It sets the peer's timeout level
@@ -112,7 +126,9 @@ func (s *Scheduler) canAsk(p *peer) bool {
 	if p.fallback && s.npeers > 0 {
 		w = min(w, s.cfg.MaxInflightPerOrigin)
 	}
-	return int(p.nreqs) < w
+	// suspect is read last: it lies outside the first cache line, which
+	// a peer whose window is full never leaves.
+	return int(p.nreqs) < w && !p.suspect
 }
 
 func (p *peer) requesting(i int32) bool { return slices.Contains(p.reqs, i) }
@@ -168,8 +184,13 @@ type Scheduler struct {
 	stallHead [stallLevels]*peer
 	stallTail [stallLevels]*peer
 	gap       time.Duration // peer.gap over the samples of all peers: a new peer's first estimate
+	sampled   bool          // gap has a sample
 	paused    []*peer       // peers in busy backoff
-	nreqs     int           // outstanding requests
+	nreqs     int           // outstanding requests, not counting suspect peers'
+	// The peers that may become suspect, by since (peer.wprev, wnext).
+	watchHead, watchTail *peer
+	nsuspect             int     // suspect peers
+	fresh                []*peer // suspectPeers' buffer
 	// deferred holds the chunks an origin deferred (FailDeferred): origins
 	// are not asked for them until their entry in deferQ, in time order,
 	// expires.
@@ -665,6 +686,7 @@ func (s *Scheduler) sample(p *peer) {
 	x := s.now - p.since
 	p.gap = decayMax(p.gap, x)
 	s.gap = decayMax(s.gap, x)
+	s.sampled = true
 }
 
 // decayMax estimates the longest wait for data: a sample x above the
@@ -697,11 +719,113 @@ func (s *Scheduler) level(p *peer) uint8 {
 // timeout is the stall timeout of a peer at level l.
 func (s *Scheduler) timeout(l uint8) time.Duration { return s.cfg.RequestTimeout << l }
 
+// suspectAfter is how long a peer's oldest request may wait without data
+// before the peer is suspected of stalling: gapSlack times the longest
+// recent wait for data over all peers (Scheduler.gap), and at least
+// RequestTimeout/suspectFloor. ok is false until some peer has delivered
+// data: until then nothing tells a stalled peer from a slow start.
+func (s *Scheduler) suspectAfter() (d time.Duration, ok bool) {
+	return max(gapSlack*s.gap, s.cfg.RequestTimeout/suspectFloor), s.sampled
+}
+
+// suspectPeers suspects the peers whose oldest request has waited d
+// without data, while the fleet's chunks come in a third of that. Their
+// requests are released: they stay outstanding (a late answer is welcome,
+// and the stall timeout still runs), but the chunks count as unrequested,
+// so that other peers are asked for them at once rather than after the
+// timeout; a suspect peer gets nothing new until it has answered or lost
+// them all. A chunk that no peer but suspect ones advertises may go to a
+// fallback origin, as if it had failed OriginAfterFailures times (a
+// stalled peer may hold chunks it fetched from the origin and passed on
+// to nobody). A peer that merely answers slowly loses its chunks to
+// faster peers this way, which is what its share of the capacity is
+// worth. Nothing counts as a failure. A peer none of whose chunks another
+// peer or an origin advertises is left alone until its clock restarts:
+// releasing them would change nothing but its pipeline.
+func (s *Scheduler) suspectPeers(d time.Duration) {
+	fresh := s.fresh[:0]
+	for p := s.watchHead; p != nil && p.since+d <= s.now; p = s.watchHead {
+		s.unwatch(p)
+		if !s.othersHave(p) {
+			continue
+		}
+		p.suspect = true
+		s.nsuspect++
+		p.stats.Suspected++
+		for _, i := range p.reqs {
+			s.chunks[i].nreq--
+			s.nreqs--
+		}
+		fresh = append(fresh, p)
+	}
+	// Only once all are marked, so that the order they became suspect in
+	// does not matter.
+	for _, p := range fresh {
+		for _, i := range p.reqs {
+			if s.cfg.OriginPolicy == OriginFallback && !s.escalated.Has(int(i)) && !s.trustedHolder(p, i) {
+				s.escalate(i)
+			}
+			s.requeueIfIdle(i)
+		}
+	}
+	clear(fresh)
+	s.fresh = fresh[:0]
+}
+
+// trustedHolder reports whether a connected peer other than p, neither
+// suspect nor a fallback origin, advertises chunk i.
+func (s *Scheduler) trustedHolder(p *peer, i int32) bool {
+	n := s.otherHolders(p, i)
+	if n == 0 || s.nsuspect == 1 {
+		return n > 0 // p is the only suspect peer
+	}
+	for _, q := range s.peers {
+		if q != p && !q.fallback && q.have.Has(int(i)) && !q.suspect {
+			return true
+		}
+	}
+	return false
+}
+
+// escalate lets a fallback origin be asked for missing chunk i, as if it
+// had failed OriginAfterFailures times.
+func (s *Scheduler) escalate(i int32) {
+	if s.cfg.OriginPolicy == OriginFallback && !s.escalated.Has(int(i)) {
+		s.escalated.Set(int(i))
+		s.nescalated++
+		s.wake(i)
+	}
+}
+
+// otherHolders is how many connected peers other than p, fallback origins
+// excluded, advertise chunk i.
+func (s *Scheduler) otherHolders(p *peer, i int32) int32 {
+	n := s.chunks[i].avail + s.base
+	if !p.fallback && p.have.Has(int(i)) {
+		n--
+	}
+	return n
+}
+
+// othersHave reports whether a connected peer other than p advertises one
+// of the chunks outstanding at p (a fallback origin counts).
+func (s *Scheduler) othersHave(p *peer) bool {
+	for _, i := range p.reqs {
+		if s.otherHolders(p, i) > 0 || s.chunks[i].origins > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Scheduler) tick() {
 	for l := range uint8(stallLevels) {
 		for p := s.stallHead[l]; p != nil && p.since+s.timeout(l) <= s.now; p = s.stallHead[l] {
 			s.stalled(p)
 		}
+	}
+	if d, ok := s.suspectAfter(); ok && s.watchHead != nil && s.watchHead.since+d <= s.now {
+		s.suspectPeers(d)
 	}
 	k := 0
 	for _, p := range s.paused {
@@ -747,9 +871,12 @@ func (s *Scheduler) tick() {
 func (s *Scheduler) stalled(p *peer) {
 	p.gap = max(p.gap, 2*s.timeout(p.level)/gapSlack)
 	s.unlinkStalled(p)
+	s.unwatch(p)
 	for _, i := range p.reqs {
-		s.chunks[i].nreq--
-		s.nreqs--
+		if !p.suspect {
+			s.chunks[i].nreq--
+			s.nreqs--
+		}
 		s.emit(Action{Kind: Cancel, Peer: p.id, Index: int(i)})
 	}
 	p.stats.Timeouts += len(p.reqs)
@@ -761,7 +888,16 @@ func (s *Scheduler) stalled(p *peer) {
 		s.requeueIfIdle(i)
 	}
 	p.reqs, p.nreqs = p.reqs[:0], 0
+	s.unsuspect(p)
 	s.markDirty(p)
+}
+
+// unsuspect clears p's suspicion once it has no requests left.
+func (s *Scheduler) unsuspect(p *peer) {
+	if p.suspect {
+		p.suspect = false
+		s.nsuspect--
+	}
 }
 
 func (s *Scheduler) stored(idx int) {
@@ -800,8 +936,10 @@ func (s *Scheduler) dropReq(p *peer, i int32) bool {
 	if k < 0 {
 		return false
 	}
-	s.chunks[i].nreq--
-	s.nreqs--
+	if !p.suspect {
+		s.chunks[i].nreq--
+		s.nreqs--
+	}
 	p.reqs = slices.Delete(p.reqs, k, k+1)
 	p.nreqs--
 	switch {
@@ -810,6 +948,8 @@ func (s *Scheduler) dropReq(p *peer, i int32) bool {
 		s.touch(p) // the next request is the oldest now: its clock starts
 	default:
 		s.unlinkStalled(p)
+		s.unwatch(p)
+		s.unsuspect(p)
 	}
 	return true
 }
@@ -819,6 +959,9 @@ func (s *Scheduler) dropReq(p *peer, i int32) bool {
 // never runs backwards).
 func (s *Scheduler) touch(p *peer) {
 	p.since = s.now
+	if !p.suspect && !p.fallback {
+		s.watch(p)
+	}
 	l := s.level(p)
 	if s.stallTail[l] == p {
 		return
@@ -832,6 +975,40 @@ func (s *Scheduler) touch(p *peer) {
 		s.stallHead[l] = p
 	}
 	s.stallTail[l] = p
+}
+
+// watch moves p to the end of the watch list (Scheduler.watchHead), which
+// stays sorted by since as touch sets it to now.
+func (s *Scheduler) watch(p *peer) {
+	if s.watchTail == p {
+		return
+	}
+	s.unwatch(p)
+	p.wprev = s.watchTail
+	if p.wprev != nil {
+		p.wprev.wnext = p
+	} else {
+		s.watchHead = p
+	}
+	s.watchTail = p
+}
+
+// unwatch takes p off the watch list, if it is on it.
+func (s *Scheduler) unwatch(p *peer) {
+	if p.wprev == nil && s.watchHead != p {
+		return
+	}
+	if p.wprev != nil {
+		p.wprev.wnext = p.wnext
+	} else {
+		s.watchHead = p.wnext
+	}
+	if p.wnext != nil {
+		p.wnext.wprev = p.wprev
+	} else {
+		s.watchTail = p.wprev
+	}
+	p.wprev, p.wnext = nil, nil
 }
 
 // unlinkStalled takes p off its stall list, if it is on it.
@@ -876,16 +1053,9 @@ func (s *Scheduler) hold(i int32) {
 		s.bucketRemove(i)
 		s.pending.Clear(int(i))
 		s.npending--
+		s.cancelAll(i) // at suspect peers (released requests)
 	default:
-		for _, q := range s.peers {
-			if c.nreq == 0 {
-				break
-			}
-			if s.dropReq(q, i) {
-				s.emit(Action{Kind: Cancel, Peer: q.id, Index: int(i)})
-				s.markDirty(q)
-			}
-		}
+		s.cancelAll(i)
 		s.inflightRemove(i)
 	}
 	c.pos = -1
@@ -899,6 +1069,21 @@ func (s *Scheduler) hold(i int32) {
 		s.nescalated--
 	}
 	s.emit(Action{Kind: Have, Index: int(i)})
+}
+
+// cancelAll cancels every outstanding request for chunk i, which is held
+// now: those counted in its nreq and the released ones at suspect peers.
+func (s *Scheduler) cancelAll(i int32) {
+	c := &s.chunks[i]
+	for _, q := range s.peers {
+		if c.nreq == 0 && s.nsuspect == 0 {
+			break
+		}
+		if s.dropReq(q, i) {
+			s.emit(Action{Kind: Cancel, Peer: q.id, Index: int(i)})
+			s.markDirty(q)
+		}
+	}
 }
 
 // penalize records a failed attempt at chunk i (by p, if known), avoiding p
@@ -951,12 +1136,16 @@ func (s *Scheduler) removePeer(p *peer) {
 		s.npeers--
 	}
 	s.unlinkStalled(p)
+	s.unwatch(p)
 	reqs := p.reqs
 	p.reqs, p.nreqs = nil, 0
-	for _, i := range reqs {
-		s.chunks[i].nreq--
-		s.nreqs--
+	if !p.suspect {
+		for _, i := range reqs {
+			s.chunks[i].nreq--
+			s.nreqs--
+		}
 	}
+	s.unsuspect(p)
 	for _, i := range reqs {
 		s.requeueIfIdle(i)
 	}
@@ -1363,6 +1552,9 @@ func (s *Scheduler) NextTick() (t time.Time, ok bool) {
 			at, ok = p.since+s.timeout(uint8(l)), true
 		}
 	}
+	if d, sampled := s.suspectAfter(); sampled && s.watchHead != nil && (!ok || s.watchHead.since+d < at) {
+		at, ok = s.watchHead.since+d, true
+	}
 	for _, p := range s.paused {
 		if !p.gone && (!ok || p.until < at) {
 			at, ok = p.until, true
@@ -1386,7 +1578,7 @@ type Progress struct {
 	Missing  int  // Chunks - Held
 	Pending  int  // missing and not requested
 	Inflight int  // missing and requested
-	Requests int  // outstanding requests (endgame duplicates count each)
+	Requests int  // outstanding requests (endgame duplicates count each; a suspect peer's do not)
 	Peers    int  // connected, not banned
 	Endgame  bool // duplicates may be requested
 	Done     bool // every chunk is held
@@ -1410,16 +1602,17 @@ func (s *Scheduler) Progress() Progress {
 // PeerStats describes one connected peer. The counters cover the current
 // connection, except Offences.
 type PeerStats struct {
-	Origin   bool // connected as an origin
-	Have     int  // chunks it advertises
-	Inflight int  // outstanding requests
-	Window   int  // current pipelining depth
-	Requests int  // requests sent
-	Received int  // verified chunks received
-	Bad      int  // chunks that failed verification
-	Timeouts int  // requests that timed out
-	Failures int  // requests it rejected
-	Offences int  // chunks that failed verification, across connections
+	Origin    bool // connected as an origin
+	Have      int  // chunks it advertises
+	Inflight  int  // outstanding requests
+	Window    int  // current pipelining depth
+	Requests  int  // requests sent
+	Received  int  // verified chunks received
+	Bad       int  // chunks that failed verification
+	Timeouts  int  // requests that timed out
+	Suspected int  // times it was suspected of stalling (see Config.RequestTimeout)
+	Failures  int  // requests it rejected
+	Offences  int  // chunks that failed verification, across connections
 }
 
 // PeerStats returns the statistics of a connected peer; ok is false for a

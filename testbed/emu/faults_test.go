@@ -164,22 +164,32 @@ func TestOriginRestart(t *testing.T) {
 
 // TestStalledPeers: peers that accept requests and never answer (stall)
 // and peers that answer at a trickle (slowloris: 64 kbit/s up) join a
-// fleet. Request timeouts and endgame should move their requests
-// elsewhere, so that the honest fleet's completion slows by no more than
-// the share of the upload capacity those peers hold, within a generous
-// factor for a loaded machine. Both runs are in this test; only their
-// ratio counts.
+// fleet. Request timeouts, suspicion (peer/sched) and endgame should move
+// their requests elsewhere, so that the honest fleet's completion slows by
+// no more than the share of the upload capacity those peers would have
+// held had they been honest: at most the run without them × 1/(1-share),
+// with 25% slack for a loaded machine. Both runs are in this test; only
+// their ratio counts.
 //
-// It runs in `make testbed` only, because it FAILS its bound today. The
-// freeze it found (peers answering only Busy were retried for ever) is
-// fixed in peer/sched, and the fleet completes, but two stalled peers of
-// six cost 11–19 s against about 5 s without them (the slowloris peers
-// alone cost nothing measurable). A lead: a duplicate session refused by
-// the engine is half-closed and never reset, so its remote writer waits out
-// the write timeout. Once fixed, it belongs in `make test`.
+// It runs in `make testbed` only (40 honest peers, 16 MiB: 65 s without,
+// 59 s with them in one run at a load of 9, against 41 s and 60 s before
+// the scheduler suspected stalled peers), because the small version, the
+// size `make test` could afford, still FAILS the bound: two stalled and two
+// slow peers among six cost 10-16 s against about 4.7 s without them
+// (x2.2-3.4, bound x2.0 with the slack; the slowloris peers alone cost
+// about 0.6 s). What is left there is the origin: that fleet is
+// origin-bound (1 MB/s), the stalled peers download honestly and take some
+// 40% of what the origin sends (chunks nobody else has yet), which the
+// origin must then send again; and for ResendWindow after sending a chunk
+// the origin refuses it to others ("fetch it from them"), which a stalled
+// peer never lets them do. The scheduler finds a stalled peer in a few of
+// the fleet's chunk times and lets the origin serve chunks only stalled
+// peers have (testbed/sim TestStalledPeers, where the bound holds), and a
+// cancelled request no longer holds a stalled store read's upload slot
+// (peer/session.go); what remains is the origin's upload policy.
 func TestStalledPeers(t *testing.T) {
 	if !*large {
-		t.Skip("known failure of its bound, run by make testbed: stalled peers slow the fleet more than their share (see the comment)")
+		t.Skip("run by make testbed: at this size stalled peers still slow the origin-bound fleet more than their share (see the comment)")
 	}
 	base := faultFleet(6)
 	base.Classes[0].Link.Up, base.Classes[0].Link.Down = 2_000_000, 2_000_000
@@ -210,9 +220,9 @@ func TestStalledPeers(t *testing.T) {
 	// of the upload capacity.
 	k, n := 4.0, float64(base.NumPeers())
 	share := k * float64(link.Up) / (float64(base.Origins.Up) + (n+k)*float64(link.Up))
-	limit := b.MaxS / (1 - share) * 2
-	t.Logf("without them: max %.2fs; with them: max %.2fs (p50 %.2fs vs %.2fs); their share %.0f%%, limit %.2fs",
-		b.MaxS, maxS, w.P50S, b.P50S, 100*share, limit)
+	limit := b.MaxS / (1 - share) * 1.25
+	t.Logf("without them: max %.2fs; with them: max %.2fs (x%.2f; p50 %.2fs vs %.2fs); their share %.0f%%: x%.2f, limit with slack %.2fs",
+		b.MaxS, maxS, maxS/b.MaxS, w.P50S, b.P50S, 100*share, 1/(1-share), limit)
 	if maxS > limit {
 		t.Fatalf("the honest peers took %.2fs with stalled and slow peers, %.2fs without: more than %.2fs", maxS, b.MaxS, limit)
 	}

@@ -51,8 +51,10 @@ const (
 	// Liar peers claim every chunk in their bitfields and then cannot
 	// serve most of them.
 	Liar Behavior = "liar"
-	// Stall peers accept chunk requests and never answer them (emu mode
-	// only).
+	// Stall peers accept chunk requests and never answer them: in
+	// emulation their store's reads block; in the simulator an accepted
+	// request holds its upload slot, and nothing is sent, until it is
+	// cancelled.
 	Stall Behavior = "stall"
 )
 
@@ -302,11 +304,7 @@ func (s Scenario) Validate() error {
 		switch c.Behavior {
 		case Honest:
 			honest += c.Count
-		case Corrupt, Liar:
-		case Stall:
-			if s.Mode != ModeEmu && c.Count > 0 {
-				return bad("class %q: behavior stall runs in emu mode only", c.Name)
-			}
+		case Corrupt, Liar, Stall:
 		default:
 			return bad("class %q: behavior %q: want honest, corrupt, liar or stall", c.Name, c.Behavior)
 		}

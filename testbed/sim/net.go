@@ -106,7 +106,9 @@ func (sm *sim) closeConn(ci int32) {
 	for k := range c.pipes {
 		p := &c.pipes[k]
 		if n := p.queue.n; n > 0 {
-			sm.served(c.host[k], sm.stopFlow(ci, k))
+			if p.upPos >= 0 {
+				sm.served(c.host[k], sm.stopFlow(ci, k))
+			}
 			sm.hosts[c.host[k]].slots -= int(n)
 		}
 		sm.lists.clear(&p.queue)
@@ -223,7 +225,9 @@ func (sm *sim) sendCancel(d, u int32, i int) {
 // chunk; Busy with no upload slot free; Busy within the resend window of
 // sending it to another peer (the engine claims the chunk only once a
 // slot is the requester's, so a request refused for want of a slot does
-// not block the chunk); else the upload is queued on the connection.
+// not block the chunk); else the upload is queued on the connection. A
+// stalled uploader (scenario.Stall) queues it and holds the slot, but
+// never sends: only a cancel or the connection's end frees it.
 func (sm *sim) onRequest(e event) {
 	c, k := sm.connOf(e)
 	if c == nil {
@@ -247,7 +251,7 @@ func (sm *sim) onRequest(e event) {
 	default:
 		sm.lists.add(&p.queue, reqID{e.id, e.idx})
 		u.slots++
-		if p.queue.n == 1 {
+		if p.queue.n == 1 && u.behavior != scenario.Stall {
 			sm.startFlow(e.h, k)
 		}
 		return
@@ -285,7 +289,7 @@ func (sm *sim) onReject(e event) {
 }
 
 // onCancel: the uploader drops a cancelled request, mid-chunk if it is
-// sending it.
+// sending it. A stalled uploader sends nothing; it only frees the slot.
 func (sm *sim) onCancel(e event) {
 	c, k := sm.connOf(e)
 	if c == nil {
@@ -296,7 +300,7 @@ func (sm *sim) onCancel(e event) {
 		return
 	}
 	ui := c.host[k]
-	if sm.lists.head(p.queue).id == e.id {
+	if p.upPos >= 0 && sm.lists.head(p.queue).id == e.id {
 		sm.hosts[ui].slots--
 		sm.served(ui, sm.stopFlow(e.h, k))
 		sm.lists.removeID(&p.queue, e.id)

@@ -456,10 +456,12 @@ func (sm *sim) handleHave(hi int32, ref sched.PeerRef, idx int) {
 func (sm *sim) apply(hi int32, ev sched.Event, acts []sched.Action) {
 	done := false
 	// NextTick can only have moved earlier, or need arming, after a new
-	// request, a busy answer (a pause) or a Tick: skip it otherwise.
+	// request, a busy answer (a pause), a Tick, or data (a shorter wait
+	// for data than the longest recent one lowers the scheduler's
+	// estimate, and so when a peer becomes suspect): skip it otherwise.
 	rearm := false
 	switch ev.(type) {
-	case *sched.RequestFailed, *sched.Tick:
+	case *sched.RequestFailed, *sched.Tick, *sched.ChunkReceived, *sched.ChunkProgress:
 		rearm = true
 	}
 	for _, a := range acts {

@@ -421,3 +421,54 @@ func TestSlowLinksSmallChunks(t *testing.T) {
 		t.Errorf("the origin sent %.2f copies, want at most 2", sum.OriginEgressCopies)
 	}
 }
+
+// TestStalledPeers: peers that accept requests and never answer join a
+// flash crowd. Had they been honest they would have held a share of the
+// upload capacity; the honest peers' completion may slow by no more than
+// that share (a factor 1/(1-share) over the run without them), with 10%
+// slack on average over the seeds and 25% in any one (a swarm is chaotic:
+// one late chunk moves the last peer's time). Both runs are simulated, so
+// the ratio is exact and the test deterministic. Before a peer's requests
+// were released on suspicion (peer/sched), a chunk that only a stalled
+// peer held waited for its timeouts, doubled each time, and one seed of
+// the second case took 1.95 and 2.3 times as long.
+func TestStalledPeers(t *testing.T) {
+	seeds := []uint64{1, 2, 3, 4, 5}
+	if raceEnabled || testing.Short() {
+		seeds = seeds[:2]
+	}
+	for _, tc := range []struct {
+		n, k  int
+		size  int64
+		chunk int
+	}{
+		{30, 3, 64 << 20, 1 << 20},
+		{20, 2, 256 << 20, 1 << 20},
+	} {
+		share := float64(tc.k) / float64(1+tc.n+tc.k)
+		bound := 1 / (1 - share)
+		var sum float64
+		for _, seed := range seeds {
+			base := flashCrowd(tc.n, tc.size, tc.chunk, 10_000_000, time.Millisecond)
+			base.Timeout, base.Seed = 10*time.Minute, seed
+			rb, _ := run(t, base)
+			bad := base
+			bad.Classes = append(bad.Classes[:1:1], scenario.Class{Name: "stall", Count: tc.k, Link: base.Classes[0].Link, Behavior: scenario.Stall})
+			r, _ := run(t, bad.WithDefaults())
+			sb, sw := rb.Summarize(), r.Summarize()
+			if sw.Completed != tc.n {
+				t.Fatalf("%d of %d honest peers completed", sw.Completed, tc.n)
+			}
+			ratio := sw.MaxS / sb.MaxS
+			sum += ratio
+			t.Logf("%d peers, %d stalled, seed %d: last done at %.2fs, %.2fs without them: x%.2f (their share %.0f%%: x%.2f)",
+				tc.n, tc.k, seed, sw.MaxS, sb.MaxS, ratio, 100*share, bound)
+			if ratio > bound*1.25 {
+				t.Errorf("%d peers, %d stalled, seed %d: x%.2f slower, more than 1.25 × x%.2f", tc.n, tc.k, seed, ratio, bound)
+			}
+		}
+		if mean := sum / float64(len(seeds)); mean > bound*1.1 {
+			t.Errorf("%d peers, %d stalled: x%.2f slower on average, more than 1.1 × x%.2f", tc.n, tc.k, mean, bound)
+		}
+	}
+}

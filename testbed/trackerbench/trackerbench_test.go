@@ -79,6 +79,9 @@ func TestRunInterval(t *testing.T) {
 	if res.Mode != ModeInterval || res.OfferedPerS != 400 || res.TrackerProcess != "in-process" || res.TrackerCPUS != 0 {
 		t.Errorf("mode %s offered %v process %s tracker CPU %v", res.Mode, res.OfferedPerS, res.TrackerProcess, res.TrackerCPUS)
 	}
+	if want := int64(400 * o.Duration.Seconds()); res.Offered != want || res.AnsweredFraction <= 0 || res.AnsweredFraction > 1 {
+		t.Errorf("offered %d (want %d), answered fraction %v", res.Offered, want, res.AnsweredFraction)
+	}
 }
 
 func TestRunClosedTrackerClient(t *testing.T) {
@@ -197,4 +200,33 @@ func TestMeasure(t *testing.T) {
 	}
 	b, _ := json.Marshal(res)
 	t.Logf("%s", b)
+}
+
+// TestGoalMet pins the definition of Result.GoalMet: an open loop offered
+// the goal rate meets it when it answers 99.5% of what it offered, which
+// it can (it could never answer more than it offered).
+func TestGoalMet(t *testing.T) {
+	ok := Result{Mode: ModeInterval, OfferedPerS: 20000, AnsweredFraction: 0.998, AnnouncesPerS: 19958, P99Ms: 35, BytesPerRecord: 555}
+	for _, tc := range []struct {
+		name string
+		edit func(*Result)
+		want bool
+	}{
+		{"kept up with 20,000/s", func(*Result) {}, true},
+		{"offered less", func(r *Result) { r.OfferedPerS = 19000 }, false},
+		{"fell behind", func(r *Result) { r.AnsweredFraction = 0.99 }, false},
+		{"slow", func(r *Result) { r.P99Ms = 50 }, false},
+		{"errors", func(r *Result) { r.Errors = 1 }, false},
+		{"load errors", func(r *Result) { r.LoadErrors = 1 }, false},
+		{"memory", func(r *Result) { r.BytesPerRecord = 1024 }, false},
+		{"rate above the goal", func(r *Result) { r.Mode, r.OfferedPerS = ModeRate, 25000 }, true},
+		{"closed loop fast enough", func(r *Result) { r.Mode, r.OfferedPerS, r.AnsweredFraction, r.AnnouncesPerS = ModeClosed, 0, 0, 21450 }, true},
+		{"closed loop too slow", func(r *Result) { r.Mode, r.OfferedPerS, r.AnsweredFraction = ModeClosed, 0, 0 }, false},
+	} {
+		r := ok
+		tc.edit(&r)
+		if got := goalMet(r); got != tc.want {
+			t.Errorf("%s: goalMet = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
