@@ -746,7 +746,11 @@ func (d *download) handle(m *chunker.Manifest, ev sched.Event) (bool, error) {
 		switch a.Kind {
 		case sched.Request:
 			if s := d.peers[a.Peer]; s != nil {
-				s.requestChunk(d, a.Index, m.Chunks[a.Index])
+				var flags peerwire.RequestFlags
+				if a.Escalated {
+					flags = peerwire.RequestEscalated
+				}
+				s.requestChunk(d, a.Index, m.Chunks[a.Index], flags)
 			}
 		case sched.Cancel:
 			if _, tick := ev.(sched.Tick); tick {

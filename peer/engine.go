@@ -369,7 +369,11 @@ type sentRecord struct {
 // Config.ResendWindow of sending d to another peer it may not: that peer
 // will announce it to the swarm, and fetching it from there spares this
 // engine (an origin, typically) a second copy.
-func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID) bool {
+//
+// An escalated request (the requester could not get the chunk from the
+// peers that advertise it) is never refused, and neither is the claim
+// made when a send ends; both still record the send.
+func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force bool) bool {
 	window := e.cfg.ResendWindow
 	if window <= 0 {
 		return true
@@ -377,7 +381,7 @@ func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID) bool {
 	now := e.clock.Now()
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
-	if r, ok := e.sent[d]; ok && r.to != to && now.Sub(r.at) < window {
+	if r, ok := e.sent[d]; ok && !force && r.to != to && now.Sub(r.at) < window {
 		return false
 	}
 	e.sent[d] = sentRecord{to: to, at: now}

@@ -106,7 +106,8 @@ func startFakeClockOrigin(t *testing.T, adjust func(*peer.Config)) (*peertest.No
 }
 
 // Within the resend window an origin sends a chunk to one peer only;
-// others are told Busy and fetch it from that peer.
+// others are told Deferred and fetch it from that peer, unless their
+// request is escalated (the peers that have it failed them).
 func TestResendWindow(t *testing.T) {
 	n, clk := startFakeClockOrigin(t, nil)
 	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(18, 256<<10)), peertest.SmallChunks)
@@ -123,11 +124,12 @@ func TestResendWindow(t *testing.T) {
 		hello(t, h, s, dec)
 		return &conn{s: s, dec: dec}
 	}
-	// ask requests chunk c and returns the answer's type.
-	ask := func(cn *conn) peerwire.Type {
+	// askFlags requests chunk c and returns the answer: Data, or the
+	// Reject's code.
+	askFlags := func(cn *conn, flags peerwire.RequestFlags) string {
 		t.Helper()
 		cn.req++
-		if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c.Digest}); err != nil {
+		if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c.Digest, Flags: flags}); err != nil {
 			t.Fatal(err)
 		}
 		got := 0
@@ -138,26 +140,30 @@ func TestResendWindow(t *testing.T) {
 			}
 			switch m := msg.(type) {
 			case peerwire.Reject:
-				return m.Type()
+				return m.Code.String()
 			case peerwire.Data:
 				if got += len(m.Payload); got == int(c.Size) {
-					return m.Type()
+					return m.Type().String()
 				}
 			}
 		}
 	}
+	ask := func(cn *conn) string { t.Helper(); return askFlags(cn, 0) }
 	x, y := dial(), dial()
-	if got := ask(x); got != peerwire.TypeData {
+	if got := ask(x); got != "Data" {
 		t.Fatalf("first request answered with %s", got)
 	}
-	if got := ask(y); got != peerwire.TypeReject {
-		t.Fatalf("a second peer within the window got %s, want Reject", got)
+	if got := ask(y); got != "Deferred" {
+		t.Fatalf("a second peer within the window got %s, want Reject Deferred", got)
 	}
-	if got := ask(x); got != peerwire.TypeData {
+	if got := ask(x); got != "Data" {
 		t.Fatalf("the same peer asking again got %s, want Data", got)
 	}
+	if got := askFlags(y, peerwire.RequestEscalated); got != "Data" {
+		t.Fatalf("an escalated request within the window got %s, want Data", got)
+	}
 	clk.Advance(11 * time.Second)
-	if got := ask(y); got != peerwire.TypeData {
+	if got := ask(y); got != "Data" {
 		t.Fatalf("after the window the second peer got %s, want Data", got)
 	}
 	if got := n.Stats().UploadDeferred; got != 1 {

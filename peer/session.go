@@ -431,7 +431,7 @@ func (s *session) writeLoop() {
 					// has been sent: on a slow link that is long
 					// after the request was accepted, and until then
 					// nobody can fetch it from this peer's requester.
-					s.e.claimUpload(cur.digest, s.id)
+					s.e.claimUpload(cur.digest, s.id, true)
 				}
 				s.finishUpload(cur)
 				cur = nil
@@ -617,7 +617,7 @@ func (s *session) newReqIDLocked() uint32 {
 
 // requestChunk asks the remote for chunk idx of dl's blob. It reports false
 // if the session is closed.
-func (s *session) requestChunk(dl *download, idx int, c chunker.Chunk) bool {
+func (s *session) requestChunk(dl *download, idx int, c chunker.Chunk, flags peerwire.RequestFlags) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -632,7 +632,7 @@ func (s *session) requestChunk(dl *download, idx int, c chunker.Chunk) bool {
 	s.reqs[id] = &chunkReq{dl: dl, idx: idx, digest: c.Digest, size: int(c.Size), told: s.e.clock.Now()}
 	s.reqByIdx[key] = id
 	s.mu.Unlock()
-	return s.send(peerwire.Request{ReqID: id, Chunk: c.Digest})
+	return s.send(peerwire.Request{ReqID: id, Chunk: c.Digest, Flags: flags})
 }
 
 // cancelChunk withdraws the request for chunk idx of dl's blob.
@@ -812,7 +812,7 @@ func (s *session) onRequest(m peerwire.Request) {
 	}
 	// Claim the chunk only once a slot is ours: a request refused for want
 	// of a slot must not hold the chunk back from the next peer that asks.
-	if !s.e.claimUpload(m.Chunk, s.id) {
+	if !s.e.claimUpload(m.Chunk, s.id, m.Flags&peerwire.RequestEscalated != 0) {
 		s.e.releaseSlot()
 		s.mu.Unlock()
 		s.e.met.uploadDeferred()

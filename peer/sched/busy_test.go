@@ -96,6 +96,9 @@ func TestLastChunkAtStalledPeerGoesToOrigin(t *testing.T) {
 		for _, a := range s.Handle(now, ev) {
 			switch {
 			case a.Kind == sched.Request && a.Peer == "origin":
+				if !a.Escalated {
+					t.Errorf("chunk %d, which timed out at the only peer that has it, asked of the origin without Escalated", a.Index)
+				}
 				queue = append(queue, sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true})
 			case a.Kind == sched.Done:
 				if took := now.Sub(start); took > 5*timeout {

@@ -172,6 +172,10 @@ type Action struct {
 	Peer   string
 	Index  int
 	Reason string
+	// Escalated marks a Request to a fallback origin for a chunk that
+	// the peers advertising it failed or look stalled on: the origin
+	// should serve it even if it sent it to another peer a moment ago.
+	Escalated bool
 }
 
 // String formats a as in the golden test scripts: "request p1 3",

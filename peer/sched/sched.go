@@ -196,6 +196,12 @@ type Scheduler struct {
 	// expires.
 	deferred Bitset
 	deferQ   []deferral
+	// urgent holds the escalated chunks that failed on peers in earnest
+	// (a timeout, an error, corrupt data) or that only suspect peers
+	// hold: an origin is asked for them with Action.Escalated, which it
+	// serves even within its resend window. A chunk escalated by busy
+	// answers alone is not urgent: its holders are alive.
+	urgent Bitset
 }
 
 // deferral is a chunk deferred by an origin, until a time.
@@ -235,6 +241,7 @@ func New(cfg Config, numChunks int, have Bitset, rng *rand.Rand) (*Scheduler, er
 		held:      NewBitset(numChunks),
 		escalated: NewBitset(numChunks),
 		deferred:  NewBitset(numChunks),
+		urgent:    NewBitset(numChunks),
 		buckets:   make([][]int32, 1, 8),
 		byID:      make(map[string]*peer),
 		offences:  make(map[string]int),
@@ -563,6 +570,7 @@ func (s *Scheduler) received(e ChunkReceived) {
 	}
 	if !s.held.Has(e.Index) {
 		s.penalize(i, p, true)
+		s.urgent.Set(int(i))
 	}
 	s.requeueIfIdle(i)
 	if _, ok := s.banned[e.Peer]; ok {
@@ -612,6 +620,7 @@ func (s *Scheduler) failed(e RequestFailed) {
 		s.pause(p)
 	case FailError:
 		s.penalize(i, p, true)
+		s.urgent.Set(int(i))
 		s.markDirty(p)
 	default:
 		s.markDirty(p)
@@ -792,6 +801,7 @@ func (s *Scheduler) trustedHolder(p *peer, i int32) bool {
 func (s *Scheduler) escalate(i int32) {
 	if s.cfg.OriginPolicy == OriginFallback && !s.escalated.Has(int(i)) {
 		s.escalated.Set(int(i))
+		s.urgent.Set(int(i))
 		s.nescalated++
 		s.wake(i)
 	}
@@ -884,6 +894,7 @@ func (s *Scheduler) stalled(p *peer) {
 	for k, i := range p.reqs {
 		if k == 0 {
 			s.penalize(i, p, true)
+			s.urgent.Set(int(i))
 		}
 		s.requeueIfIdle(i)
 	}
@@ -926,7 +937,7 @@ func (s *Scheduler) request(p *peer, i int32) {
 	p.reqs = append(p.reqs, i)
 	p.nreqs++
 	p.stats.Requests++
-	s.emit(Action{Kind: Request, Peer: p.id, Index: int(i)})
+	s.emit(Action{Kind: Request, Peer: p.id, Index: int(i), Escalated: p.fallback && s.escalated.Has(int(i)) && s.urgent.Has(int(i))})
 }
 
 // dropReq forgets p's outstanding request for chunk i, if any. The chunk

@@ -189,7 +189,7 @@ func (sm *sim) send(ci int32, from int, e event) {
 // sendRequest carries out a Request action of d's scheduler: chunk i from
 // u. Like the engine, it drops a request for a peer it has no connection
 // with (the scheduler times it out).
-func (sm *sim) sendRequest(d, u int32, i int) {
+func (sm *sim) sendRequest(d, u int32, i int, escalated bool) {
 	ci, k := sm.connBetween(d, u)
 	if ci < 0 {
 		sm.st.lostRequests++
@@ -203,7 +203,7 @@ func (sm *sim) sendRequest(d, u int32, i int) {
 	}
 	p.nextID = id
 	sm.st.requests++
-	sm.send(ci, 1-k, event{kind: evRequest, id: id, idx: int32(i)})
+	sm.send(ci, 1-k, event{kind: evRequest, id: id, idx: int32(i), reason: boolByte(escalated)})
 }
 
 // sendCancel carries out a Cancel action: d forgets the request at once
@@ -245,7 +245,7 @@ func (sm *sim) onRequest(e event) {
 		int(p.queue.n) >= sm.lists.blk:
 		reason = sched.FailBusy
 		sm.st.busy++
-	case !sm.claim(u, di, e.idx):
+	case !sm.claim(u, di, e.idx, e.reason != 0):
 		reason = sched.FailDeferred
 		sm.st.deferred++
 	default:
@@ -260,16 +260,17 @@ func (sm *sim) onRequest(e event) {
 }
 
 // claim is the engine's claimUpload: within the resend window of sending
-// chunk i to one peer, u sends it to no other. Like the engine, the
+// chunk i to one peer, u sends it to no other, unless the request is
+// escalated (force). Like the engine, the
 // uploader claims the chunk when it accepts the request and again when it
 // has sent it, so that the window counts from the end of the send.
-func (sm *sim) claim(u *host, to int32, i int32) bool {
+func (sm *sim) claim(u *host, to int32, i int32, force bool) bool {
 	window := int64(sm.cfgOf(u).ResendWindow)
 	if window <= 0 || u.sent == nil {
 		return true
 	}
 	r := &u.sent[i]
-	if r.set && r.to != to && sm.now-r.at < window {
+	if r.set && !force && r.to != to && sm.now-r.at < window {
 		return false
 	}
 	*r = sentRecord{to: to, at: sm.now, set: true}
@@ -327,7 +328,7 @@ func (sm *sim) flowDone(ci int32, k int) {
 	sm.served(ui, sm.sizes[head.idx])
 	sm.lists.removeID(&p.queue, head.id)
 	u := &sm.hosts[ui]
-	sm.claim(u, c.host[1-k], head.idx) // the resend window counts from the send, as in the engine's writer
+	sm.claim(u, c.host[1-k], head.idx, true) // the resend window counts from the end of the send, as in the engine's writer
 	at := sm.now + u.lat
 	if u.jitter > 0 {
 		at += sm.rng.Int64N(u.jitter)
@@ -577,4 +578,11 @@ func (sm *sim) onProgress(e event) {
 		p.checking = true
 		sm.q.push(event{at: next, kind: evProgress, h: e.h, gen: c.gen, k: e.k, id: e.id})
 	}
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

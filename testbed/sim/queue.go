@@ -32,7 +32,7 @@ type event struct {
 	idx    int32
 	kind   kind
 	k      uint8 // side of the connection: the uploader's
-	reason uint8
+	reason uint8 // evReject: the sched.FailReason; evRequest: 1 if escalated
 }
 
 // queue is a 4-ary min-heap of events ordered by (at, seq), typed rather

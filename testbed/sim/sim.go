@@ -468,7 +468,7 @@ func (sm *sim) apply(hi int32, ev sched.Event, acts []sched.Action) {
 		switch a.Kind {
 		case sched.Request:
 			rearm = true
-			sm.sendRequest(hi, hostIndex(a.Peer), a.Index)
+			sm.sendRequest(hi, hostIndex(a.Peer), a.Index, a.Escalated)
 		case sched.Cancel:
 			if ev == &sm.evTick {
 				sm.st.timeouts++

@@ -41,6 +41,8 @@ func seeds() map[string][]byte {
 		GetManifest{ReqID: 1, Blob: blobA},
 		ManifestData{ReqID: 1, Offset: 4, Total: 40, Data: []byte("P2PM\x00\x01")},
 		Request{ReqID: 2, Chunk: chunkB, Offset: 16, Length: 32},
+		Request{ReqID: 4, Chunk: chunkB, Flags: RequestEscalated},
+		Reject{ReqID: 4, Code: RejectDeferred, Reason: "sent elsewhere"},
 		Data{ReqID: 2, Offset: 16, Total: 64, Payload: pattern(32)},
 		Cancel{ReqID: 2},
 		Reject{ReqID: 3, Code: RejectNotFound, Reason: "no such chunk"},

@@ -195,12 +195,27 @@ type ManifestData struct {
 // chunker.MaxChunkSizeLimit, and ReqID (chosen by the requester, unique
 // among its outstanding requests on the stream) is not 0. The answer is a
 // series of Data frames with the same ReqID, or a Reject.
+//
+// Flags is an optional trailing byte (sent only when not zero); unknown
+// bits are ignored.
 type Request struct {
 	ReqID  uint32
 	Chunk  chunker.Digest
 	Offset uint32
 	Length uint32
+	Flags  RequestFlags
 }
+
+// RequestFlags qualify a Request.
+type RequestFlags uint8
+
+// Request flags.
+const (
+	// RequestEscalated: the requester could not get the chunk from the
+	// peers that advertise it (they failed it or look stalled), so an
+	// origin serves it even within its resend window.
+	RequestEscalated RequestFlags = 1 << iota
+)
 
 // Data carries Payload, the bytes [Offset, Offset+len(Payload)) of a chunk
 // of Total bytes, in answer to Request ReqID. len(Payload) is at most
@@ -292,7 +307,7 @@ var layouts = [...]layout{
 	TypeHave:         {digestLen + 4, digestLen + 4, decodeHave},
 	TypeGetManifest:  {4 + digestLen, 4 + digestLen, decodeGetManifest},
 	TypeManifestData: {rangeHeadLen, rangeHeadLen + MaxDataPayload, decodeManifestData},
-	TypeRequest:      {4 + digestLen + 4 + 4, 4 + digestLen + 4 + 4, decodeRequest},
+	TypeRequest:      {4 + digestLen + 4 + 4, 4 + digestLen + 4 + 4 + 1, decodeRequest},
 	TypeData:         {rangeHeadLen, rangeHeadLen + MaxDataPayload, decodeData},
 	TypeCancel:       {4, 4, decodeCancel},
 	TypeReject:       {4 + 2 + strLenBytes, 4 + 2 + strLenBytes + MaxReasonLen, decodeReject},
@@ -440,7 +455,11 @@ func (m Request) appendFields(b []byte) []byte {
 	b = be.AppendUint32(b, m.ReqID)
 	b = append(b, m.Chunk[:]...)
 	b = be.AppendUint32(b, m.Offset)
-	return be.AppendUint32(b, m.Length)
+	b = be.AppendUint32(b, m.Length)
+	if m.Flags != 0 {
+		b = append(b, byte(m.Flags))
+	}
+	return b
 }
 
 func (m Data) appendFields(b []byte) []byte { return appendRangeHead(b, m.ReqID, m.Offset, m.Total) }
@@ -532,12 +551,16 @@ func decodeManifestData(p []byte) (Message, error) {
 }
 
 func decodeRequest(p []byte) (Message, error) {
-	return Request{
+	m := Request{
 		ReqID:  be.Uint32(p),
 		Chunk:  chunker.Digest(p[4:]),
 		Offset: be.Uint32(p[4+digestLen:]),
 		Length: be.Uint32(p[8+digestLen:]),
-	}, nil
+	}
+	if len(p) > 12+digestLen {
+		m.Flags = RequestFlags(p[12+digestLen])
+	}
+	return m, nil
 }
 
 func decodeData(p []byte) (Message, error) {

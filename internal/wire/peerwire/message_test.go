@@ -60,6 +60,8 @@ func roundTrips() []struct {
 		{"request", Request{ReqID: 3, Chunk: chunkB, Offset: 4096, Length: 1 << 20}},
 		{"request to end", Request{ReqID: 3, Chunk: chunkB}},
 		{"request max", Request{ReqID: 3, Chunk: chunkB, Offset: 1, Length: chunker.MaxChunkSizeLimit - 1}},
+		{"request escalated", Request{ReqID: 3, Chunk: chunkB, Flags: RequestEscalated}},
+		{"request unknown flags", Request{ReqID: 3, Chunk: chunkB, Flags: 0xff}},
 		{"data empty", Data{ReqID: 4, Offset: 5, Total: 5}},
 		{"data 1", Data{ReqID: 4, Offset: 0, Total: 1, Payload: []byte{42}}},
 		{"data max", Data{ReqID: 4, Offset: 3 << 20, Total: 4 << 20, Payload: pattern(MaxDataPayload)}},
