@@ -25,6 +25,9 @@ type Upstream interface {
 	Manifest(ctx context.Context, registry, repo, ref string) (*upstream.Manifest, error)
 	// Blob streams a blob's bytes; the origin verifies them.
 	Blob(ctx context.Context, registry, repo, digest string) (io.ReadCloser, int64, error)
+	// Tags returns a page of a repository's tags: at most n (n <= 0: the
+	// registry's page), after last.
+	Tags(ctx context.Context, registry, repo string, n int, last string) (*upstream.Tags, error)
 }
 
 var _ Upstream = (*upstream.Client)(nil)
@@ -115,6 +118,28 @@ func (s *Server) handleImageManifest(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(m.Body)
 	}
+}
+
+func (s *Server) handleImageTags(w http.ResponseWriter, r *http.Request) {
+	if s.noUpstream(w) {
+		return
+	}
+	q := r.URL.Query()
+	n := 0
+	if v := q.Get(originwire.QueryN); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, originwire.CodeBadRequest, fmt.Sprintf("n %q is not a count", v))
+			return
+		}
+	}
+	tags, err := s.upstream.Tags(r.Context(), q.Get(originwire.QueryRegistry), q.Get(originwire.QueryRepo), n, q.Get(originwire.QueryLast))
+	s.images.requests.WithLabelValues("tags", resultOf(err)).Inc()
+	if err != nil {
+		s.imageError(w, r, originwire.CodeNameUnknown, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &originwire.ImageTags{Tags: tags.Tags, More: tags.More})
 }
 
 func (s *Server) handleImageBlob(w http.ResponseWriter, r *http.Request) {

@@ -26,6 +26,10 @@ func (f *fakeUpstream) Manifest(ctx context.Context, registry, repo, ref string)
 	return nil, fmt.Errorf("%w: %s", upstream.ErrNotFound, ref)
 }
 
+func (f *fakeUpstream) Tags(ctx context.Context, registry, repo string, n int, last string) (*upstream.Tags, error) {
+	return nil, fmt.Errorf("%w: %s", upstream.ErrNotFound, repo)
+}
+
 func (f *fakeUpstream) Blob(ctx context.Context, registry, repo, digest string) (io.ReadCloser, int64, error) {
 	b, ok := f.blobs[digest]
 	if !ok {

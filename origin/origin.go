@@ -237,9 +237,11 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	handle(originwire.RouteHealth, "healthz", s.handleHealth)
 	handle(originwire.RouteImageManifest, "image_manifest", guard(s.handleImageManifest, read))
 	handle(originwire.RouteImageBlob, "image_blob", guard(s.handleImageBlob, read))
+	handle(originwire.RouteImageTags, "image_tags", guard(s.handleImageTags, read))
 	handle(originwire.RouteImagePreheat, "image_preheat", guard(s.handleImagePreheat, auth.Rule{Scopes: []auth.Scope{auth.ScopePush}}))
 	handle(originwire.PathImageManifest, "image_manifest", methodNotAllowed(http.MethodGet, http.MethodHead))
 	handle(originwire.PathImageBlob, "image_blob", methodNotAllowed(http.MethodPost))
+	handle(originwire.PathImageTags, "image_tags", methodNotAllowed(http.MethodGet, http.MethodHead))
 	handle(originwire.PathImagePreheat, "image_preheat", methodNotAllowed(http.MethodPost))
 	// The same paths without a method answer 405 in JSON.
 	handle(originwire.PathBlobs, "blobs", methodNotAllowed(http.MethodPut, http.MethodPost, http.MethodGet, http.MethodHead))
