@@ -318,6 +318,13 @@ func (a engineAdapter) ReadChunk(ctx context.Context, d chunker.Digest, dst []by
 	return a.s.store.ReadChunk(ctx, d, dst)
 }
 
+// OpenChunk lets the mirror send a stored, trusted chunk's file with
+// sendfile.
+func (a engineAdapter) OpenChunk(ctx context.Context, d chunker.Digest) (*os.File, error) {
+	f, _, err := a.s.store.OpenChunk(ctx, d)
+	return f, err
+}
+
 func (a engineAdapter) Open(ctx context.Context, d chunker.Digest) (io.ReadSeekCloser, int64, error) {
 	info, err := a.s.engine.Status(d)
 	if err != nil {

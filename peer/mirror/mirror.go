@@ -46,9 +46,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,7 +155,9 @@ type Server struct {
 	met     *metrics
 	handler http.Handler
 	pulls   singleflight.Group // by blob digest
-	base    context.Context    // outlives requests: a pull others wait on goes on if its client leaves
+	pulseMu sync.Mutex
+	pulses  map[chunker.Digest]*pulse // of the fetches running, by blob digest
+	base    context.Context           // outlives requests: a pull others wait on goes on if its client leaves
 }
 
 // New returns a mirror for cfg (defaults applied).
@@ -175,7 +179,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: deps.Origin, blobs: deps.Blobs, log: deps.Logger, met: met, base: context.Background()}
+	s := &Server{cfg: cfg, origin: deps.Origin, blobs: deps.Blobs, log: deps.Logger, met: met, base: context.Background(),
+		pulses: map[chunker.Digest]*pulse{}}
 	s.handler = httpx.Instrument(met.requests, "v2", s.serveHTTP)
 	return s, nil
 }
@@ -548,8 +553,17 @@ type Streamer interface {
 	ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error)
 }
 
-// streamPoll is how often a streaming answer checks for the next chunk;
-// maxStreamRetries bounds the pulls started again for one answer when a
+// ChunkOpener may be implemented by a Streamer: OpenChunk opens the file
+// of a stored chunk that needs no check on this read, so that the mirror
+// sends it with sendfile rather than through a buffer. An error sends the
+// mirror to ReadChunk.
+type ChunkOpener interface {
+	OpenChunk(ctx context.Context, d chunker.Digest) (*os.File, error)
+}
+
+// streamPoll is how often a streaming answer checks for the next chunk
+// if no progress of the pull wakes it first (the pull it waits on may be
+// another answer's, or start again); maxStreamRetries bounds the pulls started again for one answer when a
 // pull fails before all chunks are in.
 const (
 	streamPoll       = 5 * time.Millisecond
@@ -575,6 +589,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 			return false, res.Err
 		case <-ctx.Done():
 			return true, ctx.Err()
+		case <-s.progress(d):
 		case <-tick.C:
 		}
 		m, _ = st.Manifest(d)
@@ -589,7 +604,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 		return true, nil
 	}
 	s.met.streamed.Inc()
-	buf := make([]byte, m.MaxSize)
+	opener, _ := st.(ChunkOpener)
+	out := bodyWriter(w)
+	var buf []byte
 	finished, retries := false, 0
 	for i, c := range m.Chunks {
 		for !st.HasChunk(c.Digest) {
@@ -613,13 +630,26 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 				finished = true
 			case <-ctx.Done():
 				return true, ctx.Err()
+			case <-s.progress(d):
 			case <-tick.C:
 			}
 		}
-		b, err := st.ReadChunk(ctx, c.Digest, buf)
-		if err != nil || len(b) != int(c.Size) {
-			s.log.WarnContext(ctx, "reading a chunk while streaming; aborting the answer", "blob", d, "chunk", i, "err", err)
-			panic(http.ErrAbortHandler)
+		// The chunk's file if the store trusts it (the pull wrote and
+		// verified it), its bytes otherwise.
+		var f *os.File
+		var b []byte
+		if opener != nil {
+			f, _ = opener.OpenChunk(ctx, c.Digest)
+		}
+		if f == nil {
+			if buf == nil {
+				buf = make([]byte, m.MaxSize)
+			}
+			var err error
+			if b, err = st.ReadChunk(ctx, c.Digest, buf); err != nil || len(b) != int(c.Size) {
+				s.log.WarnContext(ctx, "reading a chunk while streaming; aborting the answer", "blob", d, "chunk", i, "err", err)
+				panic(http.ErrAbortHandler)
+			}
 		}
 		if i == len(m.Chunks)-1 && !finished {
 			// The last chunk waits for the pull's check of the whole
@@ -627,14 +657,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 			select {
 			case res := <-done:
 				if res.Err != nil {
+					closeFile(f)
 					s.log.WarnContext(ctx, "pull failed at the end; aborting the answer", "blob", d, "err", res.Err)
 					panic(http.ErrAbortHandler)
 				}
 			case <-ctx.Done():
+				closeFile(f)
 				return true, ctx.Err()
 			}
 		}
-		n, err := w.Write(b)
+		var n int64
+		var err error
+		if f != nil {
+			n, err = io.Copy(out, io.LimitReader(f, int64(c.Size)))
+			f.Close()
+			if err == nil && n != int64(c.Size) {
+				s.log.WarnContext(ctx, "a chunk file ended early while streaming; aborting the answer", "blob", d, "chunk", i, "sent", n)
+				panic(http.ErrAbortHandler)
+			}
+		} else {
+			var k int
+			k, err = out.Write(b)
+			n = int64(k)
+		}
 		s.met.served.Add(float64(n))
 		if err != nil {
 			return true, err
@@ -642,6 +687,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 	}
 	return true, nil
 }
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
+// bodyWriter returns the writer a response body goes to once the headers
+// are out: the server's own, whose ReadFrom sends a file with sendfile,
+// past middleware that would hide it. (The status is recorded already.)
+func bodyWriter(w http.ResponseWriter) io.Writer {
+	if rf, ok := httpx.Underlying(w).(io.ReaderFrom); ok {
+		return readerFrom{rf, w}
+	}
+	return w
+}
+
+type readerFrom struct {
+	io.ReaderFrom
+	w io.Writer
+}
+
+func (r readerFrom) Write(p []byte) (int, error) { return r.w.Write(p) }
 
 // fetch has the origin ingest blob d and pulls it through the swarm, and
 // returns a channel for the result. One fetch per blob runs at a time; it
@@ -651,10 +719,20 @@ func (s *Server) fetch(registry, repo string, d chunker.Digest) <-chan singlefli
 	return s.pulls.DoChan(d.String(), func() (any, error) {
 		ctx := s.base
 		start := time.Now()
+		p := &pulse{}
+		s.pulseMu.Lock()
+		s.pulses[d] = p
+		s.pulseMu.Unlock()
+		defer func() {
+			s.pulseMu.Lock()
+			delete(s.pulses, d)
+			s.pulseMu.Unlock()
+			p.fire()
+		}()
 		if _, err := s.origin.ImageBlob(ctx, registry, repo, d); err != nil {
 			return nil, err
 		}
-		b, err := s.blobs.Pull(ctx, d, func(ctlwire.Progress) {})
+		b, err := s.blobs.Pull(ctx, d, func(ctlwire.Progress) { p.fire() })
 		if err != nil {
 			return nil, fmt.Errorf("pulling %s through the swarm: %w", d, err)
 		}
@@ -664,6 +742,45 @@ func (s *Server) fetch(registry, repo string, d chunker.Digest) <-chan singlefli
 			"from_origins", b.BytesFromOrigins, "elapsed", time.Since(start))
 		return nil, nil
 	})
+}
+
+// pulse wakes the streams of a blob when its pull makes progress (the
+// manifest is known, a chunk is stored), so that they need not wait for
+// their next poll.
+type pulse struct {
+	mu sync.Mutex
+	ch chan struct{} // closed by the next fire
+}
+
+func (p *pulse) wait() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		p.ch = make(chan struct{})
+	}
+	return p.ch
+}
+
+func (p *pulse) fire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch != nil {
+		close(p.ch)
+		p.ch = nil
+	}
+}
+
+// progress returns a channel closed at the next progress of the running
+// pull of d, or nil (which never fires: the caller's poll covers it) if
+// none runs.
+func (s *Server) progress(d chunker.Digest) <-chan struct{} {
+	s.pulseMu.Lock()
+	p := s.pulses[d]
+	s.pulseMu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.wait()
 }
 
 // countWriter counts the blob bytes served.
