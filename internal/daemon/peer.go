@@ -274,9 +274,19 @@ func notFound(err error) error {
 }
 
 func (a engineAdapter) Pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error) {
+	return a.pull(ctx, d, progress, false)
+}
+
+// PullInOrder is Pull fetching the chunks near the front of the blob
+// first, for the mirror, which streams them out in order.
+func (a engineAdapter) PullInOrder(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error) {
+	return a.pull(ctx, d, progress, true)
+}
+
+func (a engineAdapter) pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress), inOrder bool) (ctlwire.Blob, error) {
 	start := time.Now()
 	var last peer.Progress
-	_, err := a.s.engine.Pull(ctx, d, peer.PullOptions{Progress: func(p peer.Progress) {
+	_, err := a.s.engine.Pull(ctx, d, peer.PullOptions{InOrder: inOrder, Progress: func(p peer.Progress) {
 		last = p
 		progress(ctlwire.Progress{Have: p.Have, Total: p.Total, Bytes: p.Bytes, Size: p.Size,
 			BytesFromPeers: p.BytesFromPeers, BytesFromOrigins: p.BytesFromOrigins, Peers: p.Peers})

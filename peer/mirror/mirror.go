@@ -553,6 +553,13 @@ type Streamer interface {
 	ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error)
 }
 
+// InOrderPuller may be implemented by Blobs: PullInOrder is Pull fetching
+// the chunks near the front of the blob first, which the mirror's streams,
+// sending the chunks in order, need.
+type InOrderPuller interface {
+	PullInOrder(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error)
+}
+
 // ChunkOpener may be implemented by a Streamer: OpenChunk opens the file
 // of a stored chunk that needs no check on this read, so that the mirror
 // sends it with sendfile rather than through a buffer. An error sends the
@@ -732,7 +739,11 @@ func (s *Server) fetch(registry, repo string, d chunker.Digest) <-chan singlefli
 		if _, err := s.origin.ImageBlob(ctx, registry, repo, d); err != nil {
 			return nil, err
 		}
-		b, err := s.blobs.Pull(ctx, d, func(ctlwire.Progress) { p.fire() })
+		pull := s.blobs.Pull
+		if ip, ok := s.blobs.(InOrderPuller); ok {
+			pull = ip.PullInOrder
+		}
+		b, err := pull(ctx, d, func(ctlwire.Progress) { p.fire() })
 		if err != nil {
 			return nil, fmt.Errorf("pulling %s through the swarm: %w", d, err)
 		}
