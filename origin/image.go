@@ -1,7 +1,6 @@
 package origin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,9 @@ type Upstream interface {
 	Manifest(ctx context.Context, registry, repo, ref string) (*upstream.Manifest, error)
 	// Blob streams a blob's bytes; the origin verifies them.
 	Blob(ctx context.Context, registry, repo, digest string) (io.ReadCloser, int64, error)
+	// Tags returns a page of a repository's tags: at most n (n <= 0: the
+	// registry's page), after last.
+	Tags(ctx context.Context, registry, repo string, n int, last string) (*upstream.Tags, error)
 }
 
 var _ Upstream = (*upstream.Client)(nil)
@@ -118,6 +120,28 @@ func (s *Server) handleImageManifest(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (s *Server) handleImageTags(w http.ResponseWriter, r *http.Request) {
+	if s.noUpstream(w) {
+		return
+	}
+	q := r.URL.Query()
+	n := 0
+	if v := q.Get(originwire.QueryN); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, originwire.CodeBadRequest, fmt.Sprintf("n %q is not a count", v))
+			return
+		}
+	}
+	tags, err := s.upstream.Tags(r.Context(), q.Get(originwire.QueryRegistry), q.Get(originwire.QueryRepo), n, q.Get(originwire.QueryLast))
+	s.images.requests.WithLabelValues("tags", resultOf(err)).Inc()
+	if err != nil {
+		s.imageError(w, r, originwire.CodeNameUnknown, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &originwire.ImageTags{Tags: tags.Tags, More: tags.More})
+}
+
 func (s *Server) handleImageBlob(w http.ResponseWriter, r *http.Request) {
 	if s.noUpstream(w) {
 		return
@@ -137,27 +161,19 @@ func (s *Server) handleImageBlob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ingestError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *ingestFailed
-	if errors.As(err, &ae) {
-		writeError(w, ae.status, ae.code, ae.msg)
+	var o stored
+	if errors.As(err, &o) {
+		o.write(w)
 		return
 	}
 	s.imageError(w, r, originwire.CodeBlobUnknown, err)
 }
 
-// ingestFailed is a failed in-process push of an upstream blob.
-type ingestFailed struct {
-	status    int
-	code, msg string
-}
-
-func (e *ingestFailed) Error() string { return e.code + ": " + e.msg }
-
 // ingest makes sure blob d of repo in registry is stored and seeded:
-// unless it is stored already it streams it from upstream through the
-// push path, which chunks, stores and verifies it against d, and keeps
-// nothing of it on a mismatch. Concurrent ingests of one blob share one
-// download.
+// unless it is stored already it streams it from upstream into
+// storeBlob, as a push would, which chunks, stores and verifies it
+// against d, and keeps nothing of it on a mismatch. Concurrent ingests of
+// one blob share one download. A failure to store it is a stored.
 func (s *Server) ingest(ctx context.Context, registry, repo string, d chunker.Digest) (originwire.BlobInfo, error) {
 	s.mu.Lock()
 	info, ok := s.blobs[d]
@@ -174,13 +190,6 @@ func (s *Server) ingest(ctx context.Context, registry, repo string, d chunker.Di
 	return v.(originwire.BlobInfo), nil
 }
 
-// ingestKey marks the context of a push the origin makes to itself, from
-// an upstream registry, which needs no token: it never crossed a network.
-type ingestKey struct{}
-
-// selfPush reports whether r is a push the origin made to itself.
-func selfPush(r *http.Request) bool { ok, _ := r.Context().Value(ingestKey{}).(bool); return ok }
-
 func (s *Server) ingestOnce(ctx context.Context, registry, repo string, d chunker.Digest) (originwire.BlobInfo, error) {
 	body, _, err := s.upstream.Blob(ctx, registry, repo, d.String())
 	if err != nil {
@@ -189,42 +198,28 @@ func (s *Server) ingestOnce(ctx context.Context, registry, repo string, d chunke
 	}
 	defer body.Close()
 	cr := &upstreamReader{r: body, bytes: s.images.bytes}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, originwire.PathBlobs+"?"+originwire.QueryDigest+"="+d.String(), cr)
-	if err != nil {
-		return originwire.BlobInfo{}, err
-	}
-	req.RemoteAddr = "upstream:" + registry
-	req = req.WithContext(context.WithValue(req.Context(), ingestKey{}, true))
-	cw := &captureWriter{header: http.Header{}}
-	s.handlePush(cw, req)
-	if cw.code == http.StatusOK || cw.code == http.StatusCreated {
-		var info originwire.BlobInfo
-		if err := json.Unmarshal(cw.body.Bytes(), &info); err != nil {
-			return info, fmt.Errorf("origin: decoding the push answer: %w", err)
-		}
+	out := s.storeBlob(ctx, cr, &d, "upstream:"+registry, nil)
+	if out.ok() {
 		s.images.requests.WithLabelValues("blob", "ok").Inc()
-		s.log.InfoContext(ctx, "blob ingested from upstream", "registry", registry, "repo", repo, "blob", d, "size", info.Size)
-		return info, nil
+		s.log.InfoContext(ctx, "blob ingested from upstream", "registry", registry, "repo", repo, "blob", d, "size", out.info.Size)
+		return out.info, nil
 	}
-	var er originwire.ErrorResponse
-	_ = json.Unmarshal(cw.body.Bytes(), &er)
-	fail := &ingestFailed{status: cw.code, code: er.Code, msg: er.Error}
 	switch {
 	case cr.err != nil && strings.Contains(cr.err.Error(), "error verifying"):
 		// go-containerregistry checks the digest at the end of the body.
-		fail.status, fail.code = http.StatusBadGateway, originwire.CodeUpstreamDigestFailed
-		fail.msg = fmt.Sprintf("upstream sent a blob that is not %s (%v); nothing was kept", d, cr.err)
-	case er.Code == originwire.CodeDigestMismatch:
-		fail.status, fail.code = http.StatusBadGateway, originwire.CodeUpstreamDigestFailed
-		fail.msg = "upstream sent a corrupt blob: " + er.Error
+		out.status, out.code = http.StatusBadGateway, originwire.CodeUpstreamDigestFailed
+		out.msg = fmt.Sprintf("upstream sent a blob that is not %s (%v); nothing was kept", d, cr.err)
+	case out.code == originwire.CodeDigestMismatch:
+		out.status, out.code = http.StatusBadGateway, originwire.CodeUpstreamDigestFailed
+		out.msg = "upstream sent a corrupt blob: " + out.msg
 	case cr.err != nil:
 		err := fmt.Errorf("reading blob %s from upstream: %w", d, cr.err)
 		s.images.requests.WithLabelValues("blob", resultOf(err)).Inc()
 		return originwire.BlobInfo{}, err
 	}
 	s.images.requests.WithLabelValues("blob", "error").Inc()
-	s.log.WarnContext(ctx, "ingesting a blob from upstream failed", "registry", registry, "repo", repo, "blob", d, "err", fail)
-	return originwire.BlobInfo{}, fail
+	s.log.WarnContext(ctx, "ingesting a blob from upstream failed", "registry", registry, "repo", repo, "blob", d, "err", out)
+	return originwire.BlobInfo{}, out
 }
 
 // upstreamReader counts upstream bytes and keeps the read error.
@@ -241,30 +236,6 @@ func (c *upstreamReader) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
-}
-
-// captureWriter is the ResponseWriter of an in-process push: it keeps the
-// status and the (small, JSON) answer.
-type captureWriter struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (c *captureWriter) Header() http.Header { return c.header }
-
-func (c *captureWriter) WriteHeader(code int) {
-	if c.code == 0 {
-		c.code = code
-	}
-}
-
-func (c *captureWriter) Write(p []byte) (int, error) {
-	c.WriteHeader(http.StatusOK)
-	if c.body.Len()+len(p) > originwire.MaxImageManifestSize {
-		return 0, errors.New("origin: answer too large")
-	}
-	return c.body.Write(p)
 }
 
 // imageManifest is the part of an OCI or Docker manifest or index that

@@ -97,6 +97,8 @@ type env struct {
 	// keys, if set, close the origin (Deps.Auth); client then signs
 	// with the push token.
 	keys auth.Keys
+	// upstream, if set before serve, is the origin's Deps.Upstream.
+	upstream Upstream
 }
 
 func newEnv(t testing.TB, cfg Config) *env {
@@ -141,7 +143,7 @@ func (e *env) serve() {
 	t.Helper()
 	e.reg = prometheus.NewRegistry()
 	srv, err := New(e.cfg, Deps{Store: e.store, Seeder: e.seeder, Logger: testLogger(t), Registry: e.reg,
-		Auth: auth.NewVerifier(e.keys, auth.VerifierOptions{})})
+		Auth: auth.NewVerifier(e.keys, auth.VerifierOptions{}), Upstream: e.upstream})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -237,9 +237,11 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	handle(originwire.RouteHealth, "healthz", s.handleHealth)
 	handle(originwire.RouteImageManifest, "image_manifest", guard(s.handleImageManifest, read))
 	handle(originwire.RouteImageBlob, "image_blob", guard(s.handleImageBlob, read))
+	handle(originwire.RouteImageTags, "image_tags", guard(s.handleImageTags, read))
 	handle(originwire.RouteImagePreheat, "image_preheat", guard(s.handleImagePreheat, auth.Rule{Scopes: []auth.Scope{auth.ScopePush}}))
 	handle(originwire.PathImageManifest, "image_manifest", methodNotAllowed(http.MethodGet, http.MethodHead))
 	handle(originwire.PathImageBlob, "image_blob", methodNotAllowed(http.MethodPost))
+	handle(originwire.PathImageTags, "image_tags", methodNotAllowed(http.MethodGet, http.MethodHead))
 	handle(originwire.PathImagePreheat, "image_preheat", methodNotAllowed(http.MethodPost))
 	// The same paths without a method answer 405 in JSON.
 	handle(originwire.PathBlobs, "blobs", methodNotAllowed(http.MethodPut, http.MethodPost, http.MethodGet, http.MethodHead))
@@ -428,20 +430,22 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 // storeError answers a store failure while doing what.
 func (s *Server) storeError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.storeFailure(r.Context(), what, err).write(w)
+}
+
+// storeFailure is the answer to a store failure while doing what.
+func (s *Server) storeFailure(ctx context.Context, what string, err error) stored {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, originwire.CodeNotFound, err.Error())
-		return
+		return failed(http.StatusNotFound, resultError, originwire.CodeNotFound, err.Error())
 	case errors.Is(err, store.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, originwire.CodeUnavailable, what+": the store is closed")
-		return
+		return failed(http.StatusServiceUnavailable, resultError, originwire.CodeUnavailable, what+": the store is closed")
 	case errors.Is(err, store.ErrCapacity), errors.Is(err, store.ErrNoSpace):
-		s.log.WarnContext(r.Context(), "store full", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInsufficientStorage, originwire.CodeInsufficientStorage, what+": "+err.Error())
-		return
+		s.log.WarnContext(ctx, "store full", "what", what, "err", err)
+		return failed(http.StatusInsufficientStorage, resultNoSpace, originwire.CodeInsufficientStorage, what+": "+err.Error())
 	}
-	s.log.ErrorContext(r.Context(), "store", "what", what, "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, originwire.CodeInternal, what+" failed")
+	s.log.ErrorContext(ctx, "store", "what", what, "err", err)
+	return failed(http.StatusInternalServerError, resultError, originwire.CodeInternal, what+" failed")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) { httpx.WriteJSON(w, code, v) }

@@ -17,31 +17,53 @@ import (
 	"github.com/p2pd/p2pd/peer/store"
 )
 
-func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
-	s.ops.add()
-	defer s.ops.done()
-	start := time.Now()
-	result := s.push(w, r)
-	s.metrics.pushes.WithLabelValues(result).Inc()
-	s.metrics.duration.Observe(time.Since(start).Seconds())
+// stored is the outcome of storing a blob, whoever sent it: the answer a
+// push gets (status, and the blob or the error code and message) and the
+// result label it is counted under.
+type stored struct {
+	status    int
+	result    string
+	info      originwire.BlobInfo // if ok
+	code, msg string              // if not
 }
 
-// push handles one push and returns its result label.
-func (s *Server) push(w http.ResponseWriter, r *http.Request) string {
-	ctx := r.Context()
-	if !selfPush(r) && !s.auth.Allow(w, r, pushRule) {
-		return resultUnauthorized
+func (o stored) ok() bool { return o.status == http.StatusOK || o.status == http.StatusCreated }
+
+func failed(status int, result, code, msg string) stored {
+	return stored{status: status, result: result, code: code, msg: msg}
+}
+
+// write answers a push with o.
+func (o stored) write(w http.ResponseWriter) {
+	if o.ok() {
+		writeJSON(w, o.status, &o.info)
+		return
+	}
+	writeError(w, o.status, o.code, o.msg)
+}
+
+// Error makes a failed outcome an error, for the image routes.
+func (o stored) Error() string { return o.code + ": " + o.msg }
+
+func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { s.metrics.duration.Observe(time.Since(start).Seconds()) }()
+	if !s.auth.Allow(w, r, pushRule) {
+		s.metrics.pushes.WithLabelValues(resultUnauthorized).Inc()
+		return
 	}
 	expected, err := expectedDigest(r)
 	if err != nil {
+		s.metrics.pushes.WithLabelValues(resultBadRequest).Inc()
 		writeError(w, http.StatusBadRequest, originwire.CodeBadDigest, err.Error())
-		return resultBadRequest
+		return
 	}
 	limit := s.cfg.MaxBlobSize
 	if limit > 0 && r.ContentLength > limit {
+		s.metrics.pushes.WithLabelValues(resultTooLarge).Inc()
 		writeError(w, http.StatusRequestEntityTooLarge, originwire.CodeTooLarge,
 			fmt.Sprintf("blob is %d bytes, the limit is %d", r.ContentLength, limit))
-		return resultTooLarge
+		return
 	}
 	var body io.Reader = r.Body
 	if limit > 0 {
@@ -51,86 +73,112 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) string {
 	}
 	rc := http.NewResponseController(w)
 	br := &bodyReader{r: body, rc: rc, stall: s.cfg.StallTimeout, bytes: s.metrics.pushBytes}
-
-	up := s.newUpload()
-	m, err := s.chunker.Split(ctx, br, func(c chunker.Chunk, b []byte) error { return up.put(ctx, c, b) })
-	if s.cfg.StallTimeout > 0 {
-		// The connection's reader may wait for the next request from now
-		// on; it must not time out while the push commits and seeds.
-		_ = rc.SetReadDeadline(time.Time{})
+	bodyDone := func() {
+		if s.cfg.StallTimeout > 0 {
+			// The connection's reader may wait for the next request from
+			// now on; it must not time out while the push commits and
+			// seeds.
+			_ = rc.SetReadDeadline(time.Time{})
+		}
 	}
-	// From here on the push completes, or rolls back, even if the client
-	// goes away.
-	bg := context.WithoutCancel(ctx)
-	if err != nil {
-		deleted := up.rollback(bg)
-		return s.pushFailed(w, r, err, br.n, deleted)
-	}
-	if expected != nil && *expected != m.Digest {
-		deleted := up.rollback(bg)
-		s.log.WarnContext(ctx, "push refused: digest mismatch", "remote", r.RemoteAddr, "blob", m.Digest,
-			"expected", *expected, "size", m.Size, "rolled_back_chunks", deleted)
-		writeError(w, http.StatusBadRequest, originwire.CodeDigestMismatch,
-			fmt.Sprintf("the pushed %d bytes hash to %s, expected %s; nothing was kept", m.Size, m.Digest, *expected))
-		return resultDigestMismatch
-	}
-	return s.commit(w, r, up, m)
+	s.storeBlob(r.Context(), br, expected, r.RemoteAddr, bodyDone).write(w)
 }
 
-// pushFailed answers a push whose body could not be chunked and stored.
-// The upload is rolled back already.
-func (s *Server) pushFailed(w http.ResponseWriter, r *http.Request, err error, read int64, deleted int) string {
-	ctx := r.Context()
-	log := s.log.With("remote", r.RemoteAddr, "read", read, "rolled_back_chunks", deleted, "err", err)
+// storeBlob chunks and stores the blob body streams, checks it against
+// expected (if not nil), pins its manifest and seeds it: the work of a
+// push, which the image routes share to ingest blobs from upstream
+// registries. It does no authorization: its callers do. It counts the
+// outcome. bodyDone, if not nil, is called once the body is read. A blob
+// that fails leaves nothing behind (see upload).
+func (s *Server) storeBlob(ctx context.Context, body io.Reader, expected *chunker.Digest, remote string, bodyDone func()) stored {
+	s.ops.add()
+	defer s.ops.done()
+	cr := &countReader{r: body}
+	up := s.newUpload()
+	m, err := s.chunker.Split(ctx, cr, func(c chunker.Chunk, b []byte) error { return up.put(ctx, c, b) })
+	if bodyDone != nil {
+		bodyDone()
+	}
+	// From here on the blob is committed, or rolled back, even if the
+	// client goes away.
+	bg := context.WithoutCancel(ctx)
+	var out stored
+	switch {
+	case err != nil:
+		deleted := up.rollback(bg)
+		out = s.storeFailed(ctx, remote, err, cr.n, deleted)
+	case expected != nil && *expected != m.Digest:
+		deleted := up.rollback(bg)
+		s.log.WarnContext(ctx, "push refused: digest mismatch", "remote", remote, "blob", m.Digest,
+			"expected", *expected, "size", m.Size, "rolled_back_chunks", deleted)
+		out = failed(http.StatusBadRequest, resultDigestMismatch, originwire.CodeDigestMismatch,
+			fmt.Sprintf("the pushed %d bytes hash to %s, expected %s; nothing was kept", m.Size, m.Digest, *expected))
+	default:
+		out = s.commit(ctx, up, m)
+	}
+	s.metrics.pushes.WithLabelValues(out.result).Inc()
+	return out
+}
+
+// countReader counts the bytes read.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// storeFailed is the outcome of a blob whose body could not be chunked
+// and stored. The upload is rolled back already.
+func (s *Server) storeFailed(ctx context.Context, remote string, err error, read int64, deleted int) stored {
+	log := s.log.With("remote", remote, "read", read, "rolled_back_chunks", deleted, "err", err)
 	var tooLarge *http.MaxBytesError
 	var pe *putError
 	switch {
 	case errors.As(err, &tooLarge):
 		log.InfoContext(ctx, "push refused: over the size limit")
-		writeError(w, http.StatusRequestEntityTooLarge, originwire.CodeTooLarge,
+		return failed(http.StatusRequestEntityTooLarge, resultTooLarge, originwire.CodeTooLarge,
 			fmt.Sprintf("blob is over the limit of %d bytes; nothing was kept", tooLarge.Limit))
-		return resultTooLarge
 	case errors.Is(err, chunker.ErrManifestTooLarge):
 		log.InfoContext(ctx, "push refused: too many chunks")
-		writeError(w, http.StatusRequestEntityTooLarge, originwire.CodeTooLarge, err.Error()+"; nothing was kept")
-		return resultTooLarge
+		return failed(http.StatusRequestEntityTooLarge, resultTooLarge, originwire.CodeTooLarge, err.Error()+"; nothing was kept")
 	case ctx.Err() != nil:
 		log.InfoContext(ctx, "push aborted: client gone")
-		writeError(w, http.StatusBadRequest, originwire.CodeBadRequest, "push aborted; nothing was kept")
-		return resultAborted
+		return failed(http.StatusBadRequest, resultAborted, originwire.CodeBadRequest, "push aborted; nothing was kept")
 	case errors.As(err, &pe):
 		switch {
 		case errors.Is(err, store.ErrCapacity), errors.Is(err, store.ErrNoSpace):
 			log.WarnContext(ctx, "push failed: store full")
-			writeError(w, http.StatusInsufficientStorage, originwire.CodeInsufficientStorage, err.Error()+"; nothing was kept")
-			return resultNoSpace
+			return failed(http.StatusInsufficientStorage, resultNoSpace, originwire.CodeInsufficientStorage, err.Error()+"; nothing was kept")
 		case errors.Is(err, store.ErrClosed):
-			writeError(w, http.StatusServiceUnavailable, originwire.CodeUnavailable, "the store is closed; nothing was kept")
-			return resultError
+			return failed(http.StatusServiceUnavailable, resultError, originwire.CodeUnavailable, "the store is closed; nothing was kept")
 		}
 		log.ErrorContext(ctx, "push failed: storing a chunk")
-		writeError(w, http.StatusInternalServerError, originwire.CodeInternal, "storing a chunk failed; nothing was kept")
-		return resultError
+		return failed(http.StatusInternalServerError, resultError, originwire.CodeInternal, "storing a chunk failed; nothing was kept")
 	}
 	// Anything else is the body failing: it ended early, the connection
 	// broke, or it stalled.
 	log.InfoContext(ctx, "push aborted: reading the body failed")
-	writeError(w, http.StatusBadRequest, originwire.CodeBadRequest, fmt.Sprintf("reading the body failed after %d bytes: %v; nothing was kept", read, err))
-	return resultAborted
+	return failed(http.StatusBadRequest, resultAborted, originwire.CodeBadRequest,
+		fmt.Sprintf("reading the body failed after %d bytes: %v; nothing was kept", read, err))
 }
 
 // commit stores and pins the manifest of a complete, verified upload, then
-// seeds the blob.
-func (s *Server) commit(w http.ResponseWriter, r *http.Request, up *upload, m *chunker.Manifest) string {
-	ctx := context.WithoutCancel(r.Context())
+// seeds the blob. Seeding stops if ctx ends; the rest goes on.
+func (s *Server) commit(ctx context.Context, up *upload, m *chunker.Manifest) stored {
+	seedCtx := ctx
+	ctx = context.WithoutCancel(ctx)
 	unlock := s.locks.lock(m.Digest)
 	defer unlock()
 	id, err := m.ID()
 	if err != nil { // cannot happen: Split makes valid manifests
 		up.rollback(ctx)
 		s.log.ErrorContext(ctx, "push: invalid manifest", "blob", m.Digest, "err", err)
-		writeError(w, http.StatusInternalServerError, originwire.CodeInternal, "the manifest is invalid")
-		return resultError
+		return failed(http.StatusInternalServerError, resultError, originwire.CodeInternal, "the manifest is invalid")
 	}
 	s.mu.Lock()
 	old, exists := s.blobs[m.Digest]
@@ -145,14 +193,13 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, up *upload, m *c
 		deleted := up.rollback(ctx)
 		sm, err := s.store.Manifest(ctx, old.ManifestDigest)
 		if err != nil {
-			s.storeError(w, r, "reading the stored manifest", err)
-			return resultError
+			return s.storeFailure(ctx, "reading the stored manifest", err)
 		}
 		s.log.InfoContext(ctx, "push of a stored blob under other chunk sizes: keeping the stored copy",
 			"blob", m.Digest, "manifest", old.ManifestDigest, "rolled_back_chunks", deleted)
 		m, info, code, result = sm, old, http.StatusOK, resultExists
 	default:
-		stored, pinned := s.manifestState(id)
+		had, pinned := s.manifestState(id)
 		if exists {
 			code, result = http.StatusOK, resultExists
 		}
@@ -163,7 +210,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, up *upload, m *c
 					s.log.WarnContext(ctx, "push: cannot undo pin", "manifest", id, "err", uerr)
 				}
 			}
-			if !stored {
+			if !had {
 				if derr := s.store.DeleteManifest(ctx, id); derr != nil && !errors.Is(derr, store.ErrNotFound) {
 					s.log.WarnContext(ctx, "push: cannot undo manifest", "manifest", id, "err", derr)
 				}
@@ -173,8 +220,9 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, up *upload, m *c
 			} else {
 				up.rollback(ctx)
 			}
-			s.storeError(w, r, "storing the manifest", err)
-			return resultNoSpaceOr(err)
+			out := s.storeFailure(ctx, "storing the manifest", err)
+			out.result = resultNoSpaceOr(err)
+			return out
 		}
 		up.commit()
 		s.mu.Lock()
@@ -186,15 +234,13 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, up *upload, m *c
 	}
 
 	if s.seeder != nil {
-		if err := s.seeder.Seed(r.Context(), m); err != nil {
+		if err := s.seeder.Seed(seedCtx, m); err != nil {
 			s.log.ErrorContext(ctx, "seeding failed", "blob", m.Digest, "manifest", info.ManifestDigest, "err", err)
-			writeError(w, http.StatusInternalServerError, originwire.CodeSeedFailed,
+			return failed(http.StatusInternalServerError, resultSeedFailed, originwire.CodeSeedFailed,
 				fmt.Sprintf("blob %s is stored, but seeding it failed (push again to retry): %v", m.Digest, err))
-			return resultSeedFailed
 		}
 	}
-	writeJSON(w, code, &info)
-	return result
+	return stored{status: code, result: result, info: info}
 }
 
 // pin stores and pins m, then checks that every chunk it needs is still in
@@ -250,7 +296,6 @@ type bodyReader struct {
 	rc    *http.ResponseController
 	stall time.Duration
 	bytes prometheus.Counter
-	n     int64
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -259,7 +304,6 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	if n > 0 {
-		b.n += int64(n)
 		b.bytes.Add(float64(n))
 	}
 	return n, err

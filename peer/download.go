@@ -24,6 +24,11 @@ type PullOptions struct {
 	// Progress, if set, is called on Pull's goroutine as chunks arrive
 	// (calls may be coalesced) and once more at the end.
 	Progress func(Progress)
+	// InOrder, if this Pull starts the blob's download, fetches its
+	// chunks near the front of the blob first (sched.Config.InOrder), for
+	// a caller that streams the blob out as it arrives. Pulls that join a
+	// download in progress keep its order.
+	InOrder bool
 }
 
 // Progress is a snapshot of a download.
@@ -69,6 +74,7 @@ type download struct {
 	events  chan any
 	done    chan struct{}
 	started time.Time
+	inOrder bool // PullOptions.InOrder of the Pull that started it
 	// vouched is the manifest ID the tracker reported for the swarm
 	// (from its origins), zero if none; set by findManifest.
 	vouched chunker.Digest
@@ -224,6 +230,7 @@ func (e *Engine) Pull(ctx context.Context, blob chunker.Digest, opts PullOptions
 	d := b.dl
 	if d == nil {
 		d = newDownload(e, b)
+		d.inOrder = opts.InOrder
 		b.dl = d
 		e.wg.Add(1)
 		go d.run()
@@ -480,7 +487,9 @@ func (d *download) fetch(m *chunker.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("peer: pull %s: %w", b.digest, err)
 	}
-	sc, err := sched.New(e.cfg.Sched, len(m.Chunks), have, nil)
+	scfg := e.cfg.Sched
+	scfg.InOrder = d.inOrder
+	sc, err := sched.New(scfg, len(m.Chunks), have, nil)
 	if err != nil {
 		return fmt.Errorf("peer: pull %s: %w", b.digest, err)
 	}

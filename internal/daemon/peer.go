@@ -274,9 +274,19 @@ func notFound(err error) error {
 }
 
 func (a engineAdapter) Pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error) {
+	return a.pull(ctx, d, progress, false)
+}
+
+// PullInOrder is Pull fetching the chunks near the front of the blob
+// first, for the mirror, which streams them out in order.
+func (a engineAdapter) PullInOrder(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error) {
+	return a.pull(ctx, d, progress, true)
+}
+
+func (a engineAdapter) pull(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress), inOrder bool) (ctlwire.Blob, error) {
 	start := time.Now()
 	var last peer.Progress
-	_, err := a.s.engine.Pull(ctx, d, peer.PullOptions{Progress: func(p peer.Progress) {
+	_, err := a.s.engine.Pull(ctx, d, peer.PullOptions{InOrder: inOrder, Progress: func(p peer.Progress) {
 		last = p
 		progress(ctlwire.Progress{Have: p.Have, Total: p.Total, Bytes: p.Bytes, Size: p.Size,
 			BytesFromPeers: p.BytesFromPeers, BytesFromOrigins: p.BytesFromOrigins, Peers: p.Peers})
@@ -316,6 +326,13 @@ func (a engineAdapter) HasChunk(d chunker.Digest) bool { return a.s.store.Has(d)
 
 func (a engineAdapter) ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error) {
 	return a.s.store.ReadChunk(ctx, d, dst)
+}
+
+// OpenChunk lets the mirror send a stored, trusted chunk's file with
+// sendfile.
+func (a engineAdapter) OpenChunk(ctx context.Context, d chunker.Digest) (*os.File, error) {
+	f, _, err := a.s.store.OpenChunk(ctx, d)
+	return f, err
 }
 
 func (a engineAdapter) Open(ctx context.Context, d chunker.Digest) (io.ReadSeekCloser, int64, error) {

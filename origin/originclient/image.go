@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/originwire"
@@ -65,6 +66,34 @@ func (c *Client) ImageManifest(ctx context.Context, registry, repo, ref string) 
 		return nil, fmt.Errorf("%w: manifest %s/%s:%s hashes to %s, the origin says %q", ErrResponse, registry, repo, ref, m.Digest, h)
 	}
 	return m, nil
+}
+
+// ImageTags returns a page of the tags of repo in upstream registry: at
+// most n (n <= 0: as many as the upstream sends at once), those after
+// last (if not empty), in the upstream's (lexical) order.
+func (c *Client) ImageTags(ctx context.Context, registry, repo string, n int, last string) (*originwire.ImageTags, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	q := url.Values{originwire.QueryRegistry: {registry}, originwire.QueryRepo: {repo}}
+	if n > 0 {
+		q.Set(originwire.QueryN, strconv.Itoa(n))
+	}
+	if last != "" {
+		q.Set(originwire.QueryLast, last)
+	}
+	resp, err := c.imageRequest(ctx, http.MethodGet, originwire.PathImageTags, q)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var tags originwire.ImageTags
+	if err := decodeJSON(resp, &tags); err != nil {
+		return nil, err
+	}
+	if n > 0 && len(tags.Tags) > n {
+		return nil, fmt.Errorf("%w: asked for %d tags, got %d", ErrResponse, n, len(tags.Tags))
+	}
+	return &tags, nil
 }
 
 // ImageBlob makes the origin store and seed blob d (a layer or config) of

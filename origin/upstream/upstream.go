@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -416,4 +419,104 @@ func classify(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+}
+
+// Tags is one page of a repository's tags, in the registry's (lexical)
+// order.
+type Tags struct {
+	Tags []string
+	// More is set if the registry has tags after the last of Tags (it
+	// sent a Link header to the next page).
+	More bool
+}
+
+// MaxTagsSize bounds the body of a tag list.
+const MaxTagsSize = 4 << 20
+
+// Tags returns the tags of repo in registry: at most n (n <= 0: as many
+// as the registry sends in one answer), those after last if last is not
+// empty. n and last go to the registry as the distribution spec's
+// pagination parameters. Tag lists are not cached.
+//
+// go-containerregistry's Lister cannot send last, so the request is made
+// here, through go-containerregistry's transport, which negotiates the
+// registry's authentication (anonymous, basic or bearer) and maps its
+// errors.
+func (c *Client) Tags(ctx context.Context, registry, repo string, n int, last string) (*Tags, error) {
+	r, err := c.lookup(registry)
+	if err != nil {
+		return nil, err
+	}
+	nref, err := c.reference(r, repo, "latest")
+	if err != nil {
+		return nil, err
+	}
+	what := "tags of " + nref.Context().String()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	rt, err := transport.NewWithContext(ctx, nref.Context().Registry, r.auth, transport.NewUserAgent(c.transport, "p2pd-origin"),
+		[]string{nref.Context().Scope(transport.PullScope)})
+	if err != nil {
+		return nil, classify(err, what)
+	}
+	q := url.Values{}
+	if n > 0 {
+		q.Set("n", strconv.Itoa(n))
+	}
+	if last != "" {
+		q.Set("last", last)
+	}
+	u := url.URL{Scheme: nref.Context().Scheme(), Host: nref.Context().RegistryStr(),
+		Path: "/v2/" + nref.Context().RepositoryStr() + "/tags/list", RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return nil, classify(err, what)
+	}
+	defer resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return nil, classify(err, what)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxTagsSize+1))
+	if err != nil {
+		return nil, classify(err, what)
+	}
+	tags, err := DecodeTags(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return &Tags{Tags: tags, More: strings.Contains(resp.Header.Get("Link"), "next")}, nil
+}
+
+// tagRE is the distribution spec's tag.
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// IsTag reports whether s is a valid tag, as the distribution spec has it.
+func IsTag(s string) bool { return tagRE.MatchString(s) }
+
+// DecodeTags decodes a registry's tag list body (at most MaxTagsSize
+// bytes) into its tags, each checked to be a valid tag; none is an empty
+// list, not nil.
+func DecodeTags(b []byte) ([]string, error) {
+	if len(b) > MaxTagsSize {
+		return nil, fmt.Errorf("%w: the tag list is over %d bytes", ErrTooLarge, MaxTagsSize)
+	}
+	var body struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return nil, fmt.Errorf("%w: decoding the tag list: %w", ErrUnavailable, err)
+	}
+	for _, t := range body.Tags {
+		if !IsTag(t) {
+			return nil, fmt.Errorf("%w: the tag list holds %q, which is no tag", ErrUnavailable, t)
+		}
+	}
+	if body.Tags == nil {
+		body.Tags = []string{}
+	}
+	return body.Tags, nil
 }

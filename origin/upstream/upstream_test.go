@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +123,23 @@ func TestConfigValidate(t *testing.T) {
 	if _, _, err := c.Blob(context.Background(), "r.test:5000", "app", "sha256:xyz"); !errors.Is(err, upstream.ErrBadReference) {
 		t.Errorf("bad digest: %v", err)
 	}
+}
+
+func FuzzDecodeTags(f *testing.F) {
+	f.Add([]byte(`{"name":"team/app","tags":["v1","latest","1.0_rc-2"]}`))
+	f.Add([]byte(`{"tags":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tags, err := upstream.DecodeTags(b)
+		if err != nil {
+			return
+		}
+		if tags == nil {
+			t.Fatal("nil tags without an error")
+		}
+		for _, tag := range tags {
+			if tag == "" || len(tag) > 128 || strings.ContainsAny(tag, "/:@ ") {
+				t.Fatalf("DecodeTags accepted %q", tag)
+			}
+		}
+	})
 }

@@ -4,10 +4,24 @@
 //
 // It serves the distribution spec's pull API: GET and HEAD of /v2/, of
 // /v2/<name>/manifests/<tag or digest> (image manifests and indexes, as
-// upstream serves them) and of /v2/<name>/blobs/<digest> (with Range).
-// Other methods answer 405 UNSUPPORTED; errors are the spec's JSON
-// bodies (MANIFEST_UNKNOWN and BLOB_UNKNOWN 404, DIGEST_INVALID and
-// NAME_INVALID 400, DENIED 403, UNAVAILABLE 503).
+// upstream serves them), of /v2/<name>/blobs/<digest> (with Range) and of
+// /v2/<name>/tags/list (with the spec's n and last, passed through the
+// origin to the upstream, and a Link header to the next page). Other
+// methods (POST, PUT, PATCH, DELETE) answer 405 UNSUPPORTED on every
+// path; errors are the spec's JSON bodies (MANIFEST_UNKNOWN,
+// BLOB_UNKNOWN and NAME_UNKNOWN 404, DIGEST_INVALID, NAME_INVALID,
+// MANIFEST_INVALID and PAGINATION_NUMBER_INVALID 400, DENIED 403,
+// UNAVAILABLE 503).
+//
+// Manifests are negotiated on the Accept header as distribution's
+// registry does: a manifest whose media type the client accepts is
+// served; an OCI manifest or index it does not accept is
+// MANIFEST_UNKNOWN; a Docker manifest list asked for by tag by a client
+// that does not accept lists is answered with its linux/amd64 image
+// (MANIFEST_INVALID if that is not acceptable either); anything else is
+// served as it is. Unlike distribution, a request without an Accept
+// header (or with a wildcard) accepts any type, as HTTP has it.
+// If-None-Match with the manifest's digest answers 304.
 //
 // The registry a request is for is the ns query parameter containerd adds
 // to mirror requests, or Config.DefaultRegistry; the origin maps it to an
@@ -23,14 +37,20 @@ package mirror
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +70,7 @@ import (
 type Origin interface {
 	ImageManifest(ctx context.Context, registry, repo, ref string) (*originclient.ImageManifest, error)
 	ImageBlob(ctx context.Context, registry, repo string, d chunker.Digest) (*originwire.BlobInfo, error)
+	ImageTags(ctx context.Context, registry, repo string, n int, last string) (*originwire.ImageTags, error)
 }
 
 // Blobs is the local peer: Open returns a blob complete in the local
@@ -134,7 +155,9 @@ type Server struct {
 	met     *metrics
 	handler http.Handler
 	pulls   singleflight.Group // by blob digest
-	base    context.Context    // outlives requests: a pull others wait on goes on if its client leaves
+	pulseMu sync.Mutex
+	pulses  map[chunker.Digest]*pulse // of the fetches running, by blob digest
+	base    context.Context           // outlives requests: a pull others wait on goes on if its client leaves
 }
 
 // New returns a mirror for cfg (defaults applied).
@@ -156,7 +179,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: deps.Origin, blobs: deps.Blobs, log: deps.Logger, met: met, base: context.Background()}
+	s := &Server{cfg: cfg, origin: deps.Origin, blobs: deps.Blobs, log: deps.Logger, met: met, base: context.Background(),
+		pulses: map[chunker.Digest]*pulse{}}
 	s.handler = httpx.Instrument(met.requests, "v2", s.serveHTTP)
 	return s, nil
 }
@@ -181,14 +205,13 @@ const (
 	codeTagInvalid      = "TAG_INVALID"
 	codeUnsupported     = "UNSUPPORTED"
 	codeDenied          = "DENIED"
+	codeManifestInvalid = "MANIFEST_INVALID"
+	codePaginationInval = "PAGINATION_NUMBER_INVALID"
 	codeUnavailable     = "UNAVAILABLE"
 )
 
 // nameRE is the distribution spec's repository name.
-var (
-	nameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-)
+var nameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
 
 // writeError writes the spec's error body.
 func writeError(w http.ResponseWriter, status int, code, msg string) {
@@ -226,11 +249,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveManifest(w, r, registry, rest[:i], rest[i+len("/manifests/"):])
 		return
 	}
+	if repo, ok := strings.CutSuffix(rest, "/tags/list"); ok {
+		s.serveTags(w, r, registry, repo)
+		return
+	}
 	if i := strings.LastIndex(rest, "/blobs/"); i > 0 {
 		s.serveBlob(w, r, registry, rest[:i], rest[i+len("/blobs/"):])
 		return
 	}
-	writeError(w, http.StatusNotFound, codeUnsupported, "this mirror serves manifests and blobs only, not "+path)
+	writeError(w, http.StatusNotFound, codeUnsupported, "this mirror serves manifests, blobs and tag lists only, not "+path)
 }
 
 func validName(w http.ResponseWriter, repo string) bool {
@@ -250,27 +277,189 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, registry,
 	case isDigest && !upstream.IsDigest(ref):
 		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("invalid digest %q: want sha256:<64 lowercase hex>", ref))
 		return
-	case !isDigest && !tagRE.MatchString(ref):
+	case !isDigest && !upstream.IsTag(ref):
 		writeError(w, http.StatusBadRequest, codeTagInvalid, fmt.Sprintf("invalid tag %q", ref))
 		return
 	}
-	m, err := s.origin.ImageManifest(r.Context(), registry, repo, ref)
-	if err == nil && isDigest && m.Digest != ref {
-		err = fmt.Errorf("the origin answered manifest %s for %s", m.Digest, ref)
-	}
+	m, err := s.manifest(r.Context(), registry, repo, ref)
 	if err != nil {
 		s.originError(w, r, codeManifestUnknown, err)
 		return
+	}
+	acc := parseAccept(r.Header.Values("Accept"))
+	if !acc.accepts(m.MediaType) {
+		switch m.MediaType {
+		case mediaOCIManifest, mediaOCIIndex:
+			// As distribution's registry: an OCI manifest is unknown to a
+			// client that does not accept OCI manifests.
+			writeError(w, http.StatusNotFound, codeManifestUnknown,
+				fmt.Sprintf("the manifest is a %s, which the Accept header does not name", m.MediaType))
+			return
+		case mediaDockerList:
+			if !isDigest {
+				// Also as distribution's: a client that does not take
+				// lists gets the linux/amd64 image of a tag.
+				if m, err = s.defaultPlatform(r.Context(), registry, repo, m); err != nil {
+					s.originError(w, r, codeManifestUnknown, err)
+					return
+				}
+				if !acc.accepts(m.MediaType) {
+					writeError(w, http.StatusBadRequest, codeManifestInvalid,
+						fmt.Sprintf("the tag's linux/amd64 manifest is a %s, which the Accept header does not name", m.MediaType))
+					return
+				}
+			}
+		}
+		// Other types (Docker image manifests, lists by digest,
+		// artifacts) are served as they are, as distribution's registry
+		// does.
 	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
 	h.Set("Content-Length", fmt.Sprint(len(m.Body)))
 	h.Set("Docker-Content-Digest", m.Digest)
 	h.Set("ETag", `"`+m.Digest+`"`)
+	if etagMatch(r, m.Digest) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(m.Body)
 	}
+}
+
+// manifest resolves repo:ref through the origin, checking a manifest
+// asked for by digest against it.
+func (s *Server) manifest(ctx context.Context, registry, repo, ref string) (*originclient.ImageManifest, error) {
+	m, err := s.origin.ImageManifest(ctx, registry, repo, ref)
+	if err == nil && upstream.IsDigest(ref) && m.Digest != ref {
+		err = fmt.Errorf("the origin answered manifest %s for %s", m.Digest, ref)
+	}
+	return m, err
+}
+
+// defaultPlatform returns the linux/amd64 manifest that list names.
+func (s *Server) defaultPlatform(ctx context.Context, registry, repo string, list *originclient.ImageManifest) (*originclient.ImageManifest, error) {
+	var idx struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(list.Body, &idx); err != nil {
+		return nil, fmt.Errorf("decoding manifest list %s: %w", list.Digest, err)
+	}
+	for _, d := range idx.Manifests {
+		if d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" && upstream.IsDigest(d.Digest) {
+			return s.manifest(ctx, registry, repo, d.Digest)
+		}
+	}
+	return nil, &originclient.APIError{Code: originwire.CodeManifestUnknown,
+		Message: fmt.Sprintf("manifest list %s has no linux/amd64 image, and the Accept header does not name manifest lists", list.Digest)}
+}
+
+// Manifest media types.
+const (
+	mediaDockerList  = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaOCIManifest = "application/vnd.oci.image.manifest.v1+json"
+	mediaOCIIndex    = "application/vnd.oci.image.index.v1+json"
+)
+
+// accept is what a request's Accept headers allow.
+type accept struct {
+	any   bool // no Accept header, or a wildcard
+	types map[string]bool
+}
+
+// parseAccept reads Accept header values. Quality values matter only as
+// q=0, which excludes a type. No header accepts anything (RFC 9110),
+// where distribution's registry takes it for an old client that wants
+// no OCI types: the mirror serves what the upstream has.
+func parseAccept(values []string) accept {
+	a := accept{any: len(values) == 0, types: map[string]bool{}}
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			if q, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+					continue
+				}
+			}
+			if mt == "*/*" || mt == "application/*" {
+				a.any = true
+				continue
+			}
+			a.types[mt] = true
+		}
+	}
+	return a
+}
+
+func (a accept) accepts(mediaType string) bool { return a.any || a.types[mediaType] }
+
+// etagMatch reports whether If-None-Match names digest (quoted or not).
+func etagMatch(r *http.Request, digest string) bool {
+	for _, v := range r.Header.Values("If-None-Match") {
+		for part := range strings.SplitSeq(v, ",") {
+			part = strings.TrimSpace(part)
+			if part == digest || part == `"`+digest+`"` || part == "*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxTagsPage bounds n in a tag list request; larger asks get this many.
+const maxTagsPage = 10000
+
+// serveTags answers a tag list: a page from the upstream, through the
+// origin, with the spec's n and last and a Link header to the next page.
+func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, registry, repo string) {
+	if !validName(w, repo) {
+		return
+	}
+	q := r.URL.Query()
+	n, hasN := 0, q.Has("n")
+	if hasN {
+		var err error
+		if n, err = strconv.Atoi(q.Get("n")); err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, codePaginationInval, fmt.Sprintf("n %q is not a count", q.Get("n")))
+			return
+		}
+		n = min(n, maxTagsPage)
+	}
+	last := q.Get("last")
+	out := struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{Name: repo, Tags: []string{}}
+	if !hasN || n > 0 {
+		tags, err := s.origin.ImageTags(r.Context(), registry, repo, n, last)
+		if err != nil {
+			s.originError(w, r, codeNameUnknown, err)
+			return
+		}
+		out.Tags = tags.Tags
+		if tags.More && len(tags.Tags) > 0 {
+			next := url.Values{"last": {tags.Tags[len(tags.Tags)-1]}}
+			if hasN {
+				next.Set("n", strconv.Itoa(n))
+			}
+			if ns := q.Get("ns"); ns != "" {
+				next.Set("ns", ns)
+			}
+			w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?%s>; rel="next"`, repo, next.Encode()))
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, &out)
 }
 
 // originError answers a failure of the origin.
@@ -278,7 +467,7 @@ func (s *Server) originError(w http.ResponseWriter, r *http.Request, notFound st
 	var ae *originclient.APIError
 	if errors.As(err, &ae) {
 		switch ae.Code {
-		case originwire.CodeManifestUnknown, originwire.CodeBlobUnknown, originwire.CodeNotFound:
+		case originwire.CodeManifestUnknown, originwire.CodeBlobUnknown, originwire.CodeNotFound, originwire.CodeNameUnknown:
 			writeError(w, http.StatusNotFound, notFound, ae.Message)
 			return
 		case originwire.CodeRegistryUnknown:
@@ -364,8 +553,24 @@ type Streamer interface {
 	ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]byte, error)
 }
 
-// streamPoll is how often a streaming answer checks for the next chunk;
-// maxStreamRetries bounds the pulls started again for one answer when a
+// InOrderPuller may be implemented by Blobs: PullInOrder is Pull fetching
+// the chunks near the front of the blob first, which the mirror's streams,
+// sending the chunks in order, need.
+type InOrderPuller interface {
+	PullInOrder(ctx context.Context, d chunker.Digest, progress func(ctlwire.Progress)) (ctlwire.Blob, error)
+}
+
+// ChunkOpener may be implemented by a Streamer: OpenChunk opens the file
+// of a stored chunk that needs no check on this read, so that the mirror
+// sends it with sendfile rather than through a buffer. An error sends the
+// mirror to ReadChunk.
+type ChunkOpener interface {
+	OpenChunk(ctx context.Context, d chunker.Digest) (*os.File, error)
+}
+
+// streamPoll is how often a streaming answer checks for the next chunk
+// if no progress of the pull wakes it first (the pull it waits on may be
+// another answer's, or start again); maxStreamRetries bounds the pulls started again for one answer when a
 // pull fails before all chunks are in.
 const (
 	streamPoll       = 5 * time.Millisecond
@@ -391,6 +596,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 			return false, res.Err
 		case <-ctx.Done():
 			return true, ctx.Err()
+		case <-s.progress(d):
 		case <-tick.C:
 		}
 		m, _ = st.Manifest(d)
@@ -405,7 +611,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 		return true, nil
 	}
 	s.met.streamed.Inc()
-	buf := make([]byte, m.MaxSize)
+	opener, _ := st.(ChunkOpener)
+	out := bodyWriter(w)
+	var buf []byte
 	finished, retries := false, 0
 	for i, c := range m.Chunks {
 		for !st.HasChunk(c.Digest) {
@@ -429,13 +637,26 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 				finished = true
 			case <-ctx.Done():
 				return true, ctx.Err()
+			case <-s.progress(d):
 			case <-tick.C:
 			}
 		}
-		b, err := st.ReadChunk(ctx, c.Digest, buf)
-		if err != nil || len(b) != int(c.Size) {
-			s.log.WarnContext(ctx, "reading a chunk while streaming; aborting the answer", "blob", d, "chunk", i, "err", err)
-			panic(http.ErrAbortHandler)
+		// The chunk's file if the store trusts it (the pull wrote and
+		// verified it), its bytes otherwise.
+		var f *os.File
+		var b []byte
+		if opener != nil {
+			f, _ = opener.OpenChunk(ctx, c.Digest)
+		}
+		if f == nil {
+			if buf == nil {
+				buf = make([]byte, m.MaxSize)
+			}
+			var err error
+			if b, err = st.ReadChunk(ctx, c.Digest, buf); err != nil || len(b) != int(c.Size) {
+				s.log.WarnContext(ctx, "reading a chunk while streaming; aborting the answer", "blob", d, "chunk", i, "err", err)
+				panic(http.ErrAbortHandler)
+			}
 		}
 		if i == len(m.Chunks)-1 && !finished {
 			// The last chunk waits for the pull's check of the whole
@@ -443,14 +664,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 			select {
 			case res := <-done:
 				if res.Err != nil {
+					closeFile(f)
 					s.log.WarnContext(ctx, "pull failed at the end; aborting the answer", "blob", d, "err", res.Err)
 					panic(http.ErrAbortHandler)
 				}
 			case <-ctx.Done():
+				closeFile(f)
 				return true, ctx.Err()
 			}
 		}
-		n, err := w.Write(b)
+		var n int64
+		var err error
+		if f != nil {
+			n, err = io.Copy(out, io.LimitReader(f, int64(c.Size)))
+			f.Close()
+			if err == nil && n != int64(c.Size) {
+				s.log.WarnContext(ctx, "a chunk file ended early while streaming; aborting the answer", "blob", d, "chunk", i, "sent", n)
+				panic(http.ErrAbortHandler)
+			}
+		} else {
+			var k int
+			k, err = out.Write(b)
+			n = int64(k)
+		}
 		s.met.served.Add(float64(n))
 		if err != nil {
 			return true, err
@@ -458,6 +694,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st Streamer, reg
 	}
 	return true, nil
 }
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
+// bodyWriter returns the writer a response body goes to once the headers
+// are out: the server's own, whose ReadFrom sends a file with sendfile,
+// past middleware that would hide it. (The status is recorded already.)
+func bodyWriter(w http.ResponseWriter) io.Writer {
+	if rf, ok := httpx.Underlying(w).(io.ReaderFrom); ok {
+		return readerFrom{rf, w}
+	}
+	return w
+}
+
+type readerFrom struct {
+	io.ReaderFrom
+	w io.Writer
+}
+
+func (r readerFrom) Write(p []byte) (int, error) { return r.w.Write(p) }
 
 // fetch has the origin ingest blob d and pulls it through the swarm, and
 // returns a channel for the result. One fetch per blob runs at a time; it
@@ -467,10 +726,24 @@ func (s *Server) fetch(registry, repo string, d chunker.Digest) <-chan singlefli
 	return s.pulls.DoChan(d.String(), func() (any, error) {
 		ctx := s.base
 		start := time.Now()
+		p := &pulse{}
+		s.pulseMu.Lock()
+		s.pulses[d] = p
+		s.pulseMu.Unlock()
+		defer func() {
+			s.pulseMu.Lock()
+			delete(s.pulses, d)
+			s.pulseMu.Unlock()
+			p.fire()
+		}()
 		if _, err := s.origin.ImageBlob(ctx, registry, repo, d); err != nil {
 			return nil, err
 		}
-		b, err := s.blobs.Pull(ctx, d, func(ctlwire.Progress) {})
+		pull := s.blobs.Pull
+		if ip, ok := s.blobs.(InOrderPuller); ok {
+			pull = ip.PullInOrder
+		}
+		b, err := pull(ctx, d, func(ctlwire.Progress) { p.fire() })
 		if err != nil {
 			return nil, fmt.Errorf("pulling %s through the swarm: %w", d, err)
 		}
@@ -480,6 +753,45 @@ func (s *Server) fetch(registry, repo string, d chunker.Digest) <-chan singlefli
 			"from_origins", b.BytesFromOrigins, "elapsed", time.Since(start))
 		return nil, nil
 	})
+}
+
+// pulse wakes the streams of a blob when its pull makes progress (the
+// manifest is known, a chunk is stored), so that they need not wait for
+// their next poll.
+type pulse struct {
+	mu sync.Mutex
+	ch chan struct{} // closed by the next fire
+}
+
+func (p *pulse) wait() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		p.ch = make(chan struct{})
+	}
+	return p.ch
+}
+
+func (p *pulse) fire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch != nil {
+		close(p.ch)
+		p.ch = nil
+	}
+}
+
+// progress returns a channel closed at the next progress of the running
+// pull of d, or nil (which never fires: the caller's poll covers it) if
+// none runs.
+func (s *Server) progress(d chunker.Digest) <-chan struct{} {
+	s.pulseMu.Lock()
+	p := s.pulses[d]
+	s.pulseMu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.wait()
 }
 
 // countWriter counts the blob bytes served.

@@ -160,7 +160,19 @@ type Config struct {
 	// moment ago). Meanwhile the origin is asked for other chunks, and
 	// the peer that got it announces it. Default 1s.
 	DeferBackoff time.Duration `yaml:"defer_backoff" json:"defer_backoff"`
+	// InOrder makes peers be asked for chunks near the front of the blob:
+	// the rarest of the first InOrderWindow pending chunks a peer has
+	// (ties to the lowest index), rather than the rarest of all. It is for
+	// a reader that consumes the blob in order as it arrives (the
+	// registry mirror's streams), at some cost in piece diversity across
+	// the swarm. Origins keep their own order. The engine sets it per
+	// pull (peer.PullOptions.InOrder), never a config file.
+	InOrder bool `yaml:"-" json:"-"`
 }
+
+// InOrderWindow is how many of the first pending chunks Config.InOrder
+// picks the rarest from.
+const InOrderWindow = 16
 
 // DefaultConfig returns the defaults that the zero Config stands for.
 func DefaultConfig() Config {

@@ -1439,6 +1439,9 @@ func (s *Scheduler) pick(p *peer) int32 {
 	if p.fallback {
 		return s.pickOrigin(p, r)
 	}
+	if s.cfg.InOrder {
+		return s.pickFront(p)
+	}
 	// Walk the buckets from the rarest, each from a random offset. A peer
 	// that advertises a chunk counts towards its availability, so buckets
 	// below 1 hold nothing p has, unless p is counted in base.
@@ -1468,6 +1471,28 @@ func (s *Scheduler) pick(p *peer) int32 {
 		}
 	}
 	return -1
+}
+
+// pickFront is pick under Config.InOrder: the rarest of the first
+// InOrderWindow pending chunks p has and may be asked for, the lowest
+// index among equals.
+func (s *Scheduler) pickFront(p *peer) int32 {
+	best, bestAvail, seen := int32(-1), int32(math.MaxInt32), 0
+	for k, w := range s.pending.w {
+		for w &= p.have.w[k]; w != 0; w &= w - 1 {
+			i := int32(k<<6 + bits.TrailingZeros64(w))
+			if !s.peerMay(p, i) {
+				continue
+			}
+			if a := s.chunks[i].avail; a < bestAvail {
+				best, bestAvail = i, a
+			}
+			if seen++; seen == InOrderWindow {
+				return best
+			}
+		}
+	}
+	return best
 }
 
 // pickSparse is pick for a peer that advertises few of the pending chunks:

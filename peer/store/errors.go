@@ -29,6 +29,10 @@ var (
 	ErrLocked = errors.New("store: directory in use")
 	// ErrBadConfig: the Config is invalid.
 	ErrBadConfig = errors.New("store: invalid config")
+	// ErrMustVerify: OpenChunk cannot hand out a chunk's file, because
+	// Config.VerifyOnRead wants this read of it hashed: read it with
+	// ReadChunk.
+	ErrMustVerify = errors.New("store: chunk must be verified on read")
 
 	// errCorruptFile (internal): a chunk file's size alone shows it is
 	// damaged. Callers see chunker.ErrDigestMismatch instead.

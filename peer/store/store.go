@@ -653,6 +653,58 @@ func (s *Store) ReadChunk(ctx context.Context, d chunker.Digest, dst []byte) ([]
 	return b, nil
 }
 
+// OpenChunk opens chunk d's file for a caller that passes its bytes on
+// without looking at them (a sendfile to a socket), and returns it with
+// the chunk's size. The file holds exactly the chunk while it is open,
+// even if the chunk is deleted meanwhile; the caller closes it. When
+// Config.VerifyOnRead wants this read hashed (by default, the first read
+// since Open of a chunk this run neither wrote nor checked), it fails with
+// ErrMustVerify and the caller reads the chunk with ReadChunk instead. A
+// file of the wrong size is dropped, as ReadChunk does. OpenChunk counts
+// as a use for eviction order.
+func (s *Store) OpenChunk(ctx context.Context, d chunker.Digest) (*os.File, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, fmt.Errorf("store: open chunk %s: %w", d, err)
+	}
+	if err := s.begin(); err != nil {
+		return nil, 0, fmt.Errorf("store: open chunk %s: %w", d, err)
+	}
+	defer s.end()
+	s.mu.Lock()
+	e := s.index[d]
+	if e == nil {
+		s.mu.Unlock()
+		return nil, 0, fmt.Errorf("store: open chunk %s: %w", d, ErrNotFound)
+	}
+	if s.mustVerify(e) {
+		s.mu.Unlock()
+		return nil, 0, fmt.Errorf("store: open chunk %s: %w", d, ErrMustVerify)
+	}
+	touch := s.touchLocked(e)
+	s.mu.Unlock()
+
+	f, err := os.Open(s.chunkPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		s.dropIfCurrent(e, "file missing")
+		return nil, 0, fmt.Errorf("store: open chunk %s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, s.ioErr("open chunk "+d.String(), err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, s.ioErr("open chunk "+d.String(), err)
+	}
+	if fi.Size() != e.size {
+		f.Close()
+		s.dropIfCurrent(e, fmt.Sprintf("file is %d bytes, expected %d", fi.Size(), e.size))
+		return nil, 0, fmt.Errorf("store: open chunk %s: dropped it: %w: %w", d, chunker.ErrDigestMismatch, errCorruptFile)
+	}
+	s.touchFile(e, touch)
+	return f, e.size, nil
+}
+
 // mustVerify says whether a read of e re-hashes it (Config.VerifyOnRead).
 func (s *Store) mustVerify(e *entry) bool {
 	switch s.cfg.VerifyOnRead {

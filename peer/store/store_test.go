@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -1207,5 +1208,84 @@ func TestOpenEvictsToCapacity(t *testing.T) {
 	checkPresent(t, s2, "AC", "BD")
 	if s2.Usage() != 2000 {
 		t.Errorf("Usage = %d, want 2000", s2.Usage())
+	}
+}
+
+// TestOpenChunk: OpenChunk hands out the file of a chunk this run wrote or
+// checked, holding exactly the chunk; one that VerifyOnRead wants hashed
+// first is ErrMustVerify, until a ReadChunk has checked it; a file of the
+// wrong size is dropped.
+func TestOpenChunk(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, DefaultConfig(dir))
+	data := chunkData(7, 30000)
+	d := mustPut(t, s, data)
+	readAll := func(s *Store, d chunker.Digest) ([]byte, error) {
+		t.Helper()
+		f, size, err := s.OpenChunk(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		if err == nil && int64(len(b)) != size {
+			t.Errorf("OpenChunk: size %d, file %d bytes", size, len(b))
+		}
+		return b, err
+	}
+	if got, err := readAll(s, d); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("OpenChunk of a chunk written this run: %v", err)
+	}
+	if _, err := readAll(s, chunker.Sum([]byte("nope"))); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OpenChunk of a missing chunk: %v", err)
+	}
+	// An open file survives the chunk's deletion.
+	f, _, err := s.OpenChunk(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(f); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("reading an open chunk file after Delete: %v", err)
+	}
+	f.Close()
+	mustPut(t, s, data)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, verify := range []VerifyMode{VerifyFirstRead, VerifyAlways, VerifyNever} {
+		cfg := DefaultConfig(dir)
+		cfg.VerifyOnRead = verify
+		s := openStore(t, cfg)
+		_, err := readAll(s, d)
+		if verify == VerifyNever {
+			if err != nil {
+				t.Errorf("verify=%s: OpenChunk after reopen: %v", verify, err)
+			}
+		} else if !errors.Is(err, ErrMustVerify) {
+			t.Errorf("verify=%s: OpenChunk after reopen = %v, want ErrMustVerify", verify, err)
+		}
+		if _, err := s.Get(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		_, err = readAll(s, d)
+		if wantErr := verify == VerifyAlways; wantErr != errors.Is(err, ErrMustVerify) || !wantErr && err != nil {
+			t.Errorf("verify=%s: OpenChunk after a checked read = %v", verify, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s = openStore(t, Config{Dir: dir, VerifyOnRead: VerifyNever})
+	if err := os.WriteFile(s.chunkPath(d), data[:100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAll(s, d); !errors.Is(err, chunker.ErrDigestMismatch) || s.Has(d) {
+		t.Errorf("OpenChunk of a truncated file = %v, Has %v; want ErrDigestMismatch and the chunk dropped", err, s.Has(d))
 	}
 }
