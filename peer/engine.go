@@ -373,7 +373,7 @@ type sentRecord struct {
 // An escalated request (the requester could not get the chunk from the
 // peers that advertise it) is never refused, and neither is the claim
 // made when a send ends; both still record the send.
-func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force bool) bool {
+func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force, escalated bool) bool {
 	window := e.cfg.ResendWindow
 	if window <= 0 {
 		return true
@@ -381,8 +381,13 @@ func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force bool) bool {
 	now := e.clock.Now()
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
-	if r, ok := e.sent[d]; ok && !force && r.to != to && now.Sub(r.at) < window {
-		return false
+	if r, ok := e.sent[d]; ok && r.to != to && now.Sub(r.at) < window {
+		if !force {
+			return false
+		}
+		if escalated {
+			e.met.uploadEscalated()
+		}
 	}
 	e.sent[d] = sentRecord{to: to, at: now}
 	if now.Sub(e.lastSweep) > window {

@@ -172,6 +172,9 @@ func TestResendWindow(t *testing.T) {
 	if got := metricValue(t, n.Registry, "p2pd_peer_upload_deferred_total"); got != 1 {
 		t.Errorf("upload_deferred metric %v, want 1", got)
 	}
+	if got := n.Stats().UploadEscalated; got != 1 {
+		t.Errorf("%d escalated requests served within the window, want 1", got)
+	}
 }
 
 // The host-wide caps shape every connection of the host: two peers

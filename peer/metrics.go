@@ -50,6 +50,9 @@ type Stats struct {
 	// another peer (Config.ResendWindow).
 	UploadBusy     uint64
 	UploadDeferred uint64
+	// UploadEscalated counts requests served within the resend window
+	// because the requester marked them escalated.
+	UploadEscalated uint64
 	// RequestTimeouts counts chunk requests this engine cancelled because
 	// the peer stalled: it sent nothing towards its oldest request for
 	// the request timeout (sched.Config.RequestTimeout).
@@ -78,14 +81,15 @@ type metrics struct {
 	downDelay    prometheus.Counter
 	busy         prometheus.Counter
 	deferred     prometheus.Counter
+	escalated    prometheus.Counter
 	timeouts     prometheus.Counter
 	pullDuration prometheus.Histogram
 	pullChecks   *prometheus.CounterVec
 
 	// Mirrors of the counters for Stats.
-	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nTimeouts atomic.Uint64
-	nUpDelay, nDownDelay                                                                            atomic.Int64
-	nConns                                                                                          atomic.Int64
+	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nTimeouts atomic.Uint64
+	nUpDelay, nDownDelay                                                                                        atomic.Int64
+	nConns                                                                                                      atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -132,7 +136,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		deferred: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_peer_upload_deferred_total",
-			Help: "Chunk requests refused (Reject Busy) because the chunk was sent to another peer within the resend window.",
+			Help: "Chunk requests refused (Reject Deferred) because the chunk was sent to another peer within the resend window.",
+		}),
+		escalated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_peer_upload_escalated_total",
+			Help: "Chunk requests served within the resend window of sending the chunk to another peer because the requester marked them escalated (the peers that have it failed it or look stalled).",
 		}),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_peer_request_timeouts_total",
@@ -158,7 +166,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.downloaded, m.uploaded, m.verified, m.rejected, m.bans, m.penalties,
-		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.timeouts, m.pullDuration, m.pullChecks,
+		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.timeouts, m.pullDuration, m.pullChecks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer: register metrics: %w", err)
@@ -182,11 +190,12 @@ func (m *metrics) addUploaded(n int) {
 	m.nUploaded.Add(uint64(n))
 }
 
-func (m *metrics) chunkVerified()  { m.verified.Inc(); m.nVerified.Add(1) }
-func (m *metrics) chunkRejected()  { m.rejected.Inc(); m.nRejected.Add(1) }
-func (m *metrics) uploadBusy()     { m.busy.Inc(); m.nBusy.Add(1) }
-func (m *metrics) uploadDeferred() { m.deferred.Inc(); m.nDeferred.Add(1) }
-func (m *metrics) requestTimeout() { m.timeouts.Inc(); m.nTimeouts.Add(1) }
+func (m *metrics) chunkVerified()   { m.verified.Inc(); m.nVerified.Add(1) }
+func (m *metrics) chunkRejected()   { m.rejected.Inc(); m.nRejected.Add(1) }
+func (m *metrics) uploadBusy()      { m.busy.Inc(); m.nBusy.Add(1) }
+func (m *metrics) uploadDeferred()  { m.deferred.Inc(); m.nDeferred.Add(1) }
+func (m *metrics) uploadEscalated() { m.escalated.Inc(); m.nEscalated.Add(1) }
+func (m *metrics) requestTimeout()  { m.timeouts.Inc(); m.nTimeouts.Add(1) }
 
 // pullVerified counts a pull bound to its digest by "manifest" or "blob".
 func (m *metrics) pullVerified(by string) { m.pullChecks.WithLabelValues(by).Inc() }
@@ -230,6 +239,7 @@ func (m *metrics) stats() Stats {
 		Penalties:         m.nPenalties.Load(),
 		UploadBusy:        m.nBusy.Load(),
 		UploadDeferred:    m.nDeferred.Load(),
+		UploadEscalated:   m.nEscalated.Load(),
 		RequestTimeouts:   m.nTimeouts.Load(),
 		UploadRateDelay:   time.Duration(m.nUpDelay.Load()),
 		DownloadRateDelay: time.Duration(m.nDownDelay.Load()),

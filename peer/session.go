@@ -431,7 +431,7 @@ func (s *session) writeLoop() {
 					// has been sent: on a slow link that is long
 					// after the request was accepted, and until then
 					// nobody can fetch it from this peer's requester.
-					s.e.claimUpload(cur.digest, s.id, true)
+					s.e.claimUpload(cur.digest, s.id, true, false)
 				}
 				s.finishUpload(cur)
 				cur = nil
@@ -812,7 +812,8 @@ func (s *session) onRequest(m peerwire.Request) {
 	}
 	// Claim the chunk only once a slot is ours: a request refused for want
 	// of a slot must not hold the chunk back from the next peer that asks.
-	if !s.e.claimUpload(m.Chunk, s.id, m.Flags&peerwire.RequestEscalated != 0) {
+	esc := m.Flags&peerwire.RequestEscalated != 0
+	if !s.e.claimUpload(m.Chunk, s.id, esc, esc) {
 		s.e.releaseSlot()
 		s.mu.Unlock()
 		s.e.met.uploadDeferred()
