@@ -158,7 +158,15 @@ func (sm *sim) connOf(e event) (*conn, int) {
 }
 
 // delay is how long a message h sends takes to arrive: its latency, its
-// jitter, and a retransmission timeout if its link loses the message.
+// jitter, a retransmission timeout if its link loses the message, and the
+// wait behind the data h's link is already committed to: one piece
+// (peer.Config.PieceSize) for each upload flowing out of h. (In the
+// engine a message goes out between the Data frames of its connection,
+// and all of a host's connections share its link; an emulated link hands
+// out its bytes first come, first served. Without this wait, simulated
+// Haves and requests crossed a busy 5 Mbit/s link in its latency alone,
+// and a 30-peer crowd finished 12% sooner than emulated; with it, within
+// 2%.)
 func (sm *sim) delay(h *host) int64 {
 	d := h.lat
 	if h.jitter > 0 {
@@ -166,6 +174,9 @@ func (sm *sim) delay(h *host) int64 {
 	}
 	if h.loss > 0 && sm.rng.Float64() < h.loss {
 		d += lossRTO
+	}
+	if n := len(h.upFlows); n > 0 && !math.IsInf(h.up, 1) {
+		d += int64(float64(n) * float64(sm.cfgOf(h).PieceSize) / h.up * 1e9)
 	}
 	return d
 }
