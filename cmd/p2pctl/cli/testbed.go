@@ -74,7 +74,7 @@ summary are those of the last size, with every size's summary under "sweep"
 in the JSON.`,
 		Example: `  p2pctl testbed run
   p2pctl testbed run --peers 50 --blob-size 128MiB --peer-up 100Mbit --latency 5ms --out /tmp/run1
-  p2pctl testbed run scenarios/churn.yaml --json
+  p2pctl testbed run testbed/scenarios/churn-10pct.yaml --json
   p2pctl testbed run --mode sim --peers 100000 --blob-size 1GiB`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
