@@ -12,7 +12,8 @@
 // short:
 //
 //   - The blob is cut into chunks of s.Blob.Chunker.AvgSize bytes, the
-//     last one shorter.
+//     last one shorter; a delta run (s.Blob.Base) uses version 2's real
+//     chunks, and its peers start holding those version 1 has too.
 //   - Every host has an upload and a download capacity. A chunk is sent as
 //     one fluid transfer whose rate is the smaller of the sender's upload
 //     shared equally among its transfers and the receiver's download
