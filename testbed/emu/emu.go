@@ -12,6 +12,7 @@
 package emu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,6 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/chunker"
-	"github.com/p2pd/p2pd/chunker/chunkertest"
 	"github.com/p2pd/p2pd/internal/auth"
 	"github.com/p2pd/p2pd/internal/daemon"
 	"github.com/p2pd/p2pd/internal/shape"
@@ -77,6 +77,11 @@ type cluster struct {
 	// that starts again keeps its link.
 	links []*shape.Link
 	fleet *fleet.Fleet
+	// delta and baseStore are a delta run's: what version 2 changed, and
+	// a closed store holding version 1 that every peer's store starts as
+	// a copy of (hard links).
+	delta     *result.Delta
+	baseStore string
 	// security is every node's: the emulated fleet runs closed, like a
 	// real one (a private network key and tokens made for the run).
 	security auth.Config
@@ -95,6 +100,9 @@ func Run(ctx context.Context, s scenario.Scenario, o Options) (res *result.Resul
 	if o.AnnounceInterval == 0 {
 		o.AnnounceInterval = time.Second
 	}
+	for _, w := range fleet.CheckFDs(FDsNeeded(s), fmt.Sprintf("emulating %d peers", s.NumPeers())) {
+		o.Logger.Warn(w)
+	}
 	tmp, err := fleet.TempDir(o.Dir, "p2pd-testbed-")
 	if err != nil {
 		return nil, fmt.Errorf("emu: %w", err)
@@ -107,7 +115,7 @@ func Run(ctx context.Context, s scenario.Scenario, o Options) (res *result.Resul
 	}
 	c.fleet = fleet.New(fleet.Config{
 		Scenario: s, Mode: scenario.ModeEmu, Blob: c.blob, Tracker: c.tc, Hosts: c,
-		Logger: c.log, Progress: o.Progress, Verify: o.Verify,
+		Logger: c.log, Progress: o.Progress, Verify: o.Verify, Delta: c.delta,
 	})
 	return c.fleet.Run(ctx), nil
 }
@@ -149,13 +157,26 @@ func (c *cluster) setup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		size := int64(c.s.Blob.Size)
-		pr, err := oc.Push(ctx, chunkertest.NewStream(c.s.Seed, size), originclient.PushOptions{Size: size})
-		oc.CloseIdleConnections()
-		if err != nil {
-			return fmt.Errorf("emu: push to origin %d: %w", i, err)
+		// A delta run's origins hold version 1 as well.
+		versions := []int{2}
+		if c.s.Blob.Base != nil {
+			versions = []int{1, 2}
 		}
-		c.blob = pr.Digest
+		for _, v := range versions {
+			size := int64(c.s.Blob.Size)
+			pr, err := oc.Push(ctx, c.s.BlobVersion(v), originclient.PushOptions{Size: size})
+			if err != nil {
+				oc.CloseIdleConnections()
+				return fmt.Errorf("emu: push version %d to origin %d: %w", v, i, err)
+			}
+			c.blob = pr.Digest
+		}
+		oc.CloseIdleConnections()
+	}
+	if c.s.Blob.Base != nil {
+		if err := c.setupBase(ctx); err != nil {
+			return err
+		}
 	}
 	for _, p := range c.s.Expand() {
 		c.links = append(c.links, c.s.PeerLink(p))
@@ -258,10 +279,16 @@ func (c *cluster) StartPeer(ctx context.Context, p scenario.Peer) (fleet.Node, e
 	}
 	cfg := c.peerConfig()
 	cfg.Zone, cfg.Rack = p.Zone, p.Rack
+	cfg.MaxConns = cmp.Or(c.s.Conns.Max, cfg.MaxConns)
+	cfg.MaxInbound = cmp.Or(c.s.Conns.Inbound, cfg.MaxInbound)
+	dataDir := filepath.Join(c.dir, p.Name)
+	if err := c.preload(dataDir); err != nil {
+		return fleet.Node{}, err
+	}
 	// The node outlives the run's context, which ends before the copies
 	// are verified; Stop and the fleet's Close stop it.
 	n, err := daemon.RunPeer(context.WithoutCancel(ctx), daemon.PeerConfig{
-		NodeConfig: daemon.NodeConfig{DataDir: filepath.Join(c.dir, p.Name), Tracker: "http://" + c.trackerAddr, Peer: cfg, Hooks: hooks, Security: c.security},
+		NodeConfig: daemon.NodeConfig{DataDir: dataDir, Tracker: "http://" + c.trackerAddr, Peer: cfg, Hooks: hooks, Security: c.security},
 		Control:    "127.0.0.1:0",
 	}, c.log.With("node", p.Name))
 	if err != nil {

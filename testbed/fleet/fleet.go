@@ -100,6 +100,10 @@ type Config struct {
 	// and SHA-256; a copy that does not match marks the peer failed. It
 	// costs a read of every copy.
 	Verify bool
+	// Delta, for a delta run (scenario blob.base), is what version 2
+	// changed: the result carries it and its bound is for
+	// Delta.ChangedChunkBytes.
+	Delta *result.Delta
 	// Logger receives a line per event (default: discarded).
 	Logger *slog.Logger
 	// Progress receives each sample as the run goes.
@@ -184,6 +188,10 @@ func (f *Fleet) Run(ctx context.Context) *result.Result {
 		Mode:      string(f.cfg.Mode),
 		Bound:     s.Bound(),
 		BlobBytes: int64(s.Blob.Size),
+		Delta:     f.cfg.Delta,
+	}
+	if d := f.cfg.Delta; d != nil {
+		res.Bound = s.BoundFor(d.ChangedChunkBytes)
 	}
 	res.Series = Sample(ctx, s.Sample, meter, f.cfg.Progress, func(now time.Time) (result.Sample, bool) {
 		// Settled first: a pull that completes between the two would

@@ -275,6 +275,12 @@ func (c *cluster) setup(ctx context.Context) error {
 		if p.Rack != "" {
 			peerCfg["rack"] = p.Rack
 		}
+		if c.s.Conns.Max > 0 {
+			peerCfg["max_conns"] = c.s.Conns.Max
+		}
+		if c.s.Conns.Inbound > 0 {
+			peerCfg["max_inbound"] = c.s.Conns.Inbound
+		}
 		if h.cfg, err = c.writeConfig(p.Name, map[string]any{
 			"control": "unix:" + h.sock, "data_dir": h.dir, "tracker": c.trackerURL, "mirror": map[string]any{"listen": "off"},
 			"peer": peerCfg, "log": logConfig, "security": c.security,

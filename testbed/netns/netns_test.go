@@ -539,10 +539,10 @@ func TestUnsupported(t *testing.T) {
 }
 
 // compareScenario is the scenario both modes run in TestCompareWithEmu,
-// scenarios/netns-small.yaml: 8 peers and an origin on 100 Mbit/s links,
+// testbed/scenarios/netns-small.yaml: 8 peers and an origin on 100 Mbit/s links,
 // no latency, a 32 MiB blob in 1 MiB chunks.
 func compareScenario(t *testing.T) scenario.Scenario {
-	s, err := scenario.Load("../../scenarios/netns-small.yaml")
+	s, err := scenario.Load("../scenarios/netns-small.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

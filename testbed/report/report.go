@@ -432,6 +432,25 @@ type page struct {
 	HostExplain      string
 	Classes          []classRow
 	Plots            []figure
+	// Delta is a delta run's figures (scenario blob.base), or nil.
+	Delta *deltaView
+}
+
+// deltaView is a delta run's figures, formatted.
+type deltaView struct {
+	Changed, ChangedChunks, Moved, PerPeer string
+}
+
+func deltaOf(s *result.Summary) *deltaView {
+	if s.ChangedBytes == 0 {
+		return nil
+	}
+	return &deltaView{
+		Changed:       fmt.Sprintf("%s (%d bytes)", units.FormatSize(s.ChangedBytes), s.ChangedBytes),
+		ChangedChunks: fmt.Sprintf("%s (%.2fx the changed bytes)", units.FormatSize(s.ChangedChunkBytes), float64(s.ChangedChunkBytes)/float64(s.ChangedBytes)),
+		Moved:         units.FormatSize(s.BytesMoved),
+		PerPeer:       fmt.Sprintf("%.3f", s.MovedPerPeerOverChanged),
+	}
 }
 
 func newPage(r *result.Result, s *result.Summary, yml string) *page {
@@ -456,6 +475,7 @@ func newPage(r *result.Result, s *result.Summary, yml string) *page {
 		HostBound:   s.HostBound,
 		HostExplain: hostExplanation(r),
 		Classes:     classRows(r),
+		Delta:       deltaOf(s),
 	}
 }
 

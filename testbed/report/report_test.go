@@ -486,3 +486,41 @@ func TestAxis(t *testing.T) {
 		t.Errorf("tick label %q", got)
 	}
 }
+
+// TestDeltaReport: a delta run's figures appear in report.html and in
+// the terminal summary; a plain run shows no delta section.
+func TestDeltaReport(t *testing.T) {
+	r := testResult(t)
+	r.Baselines = nil
+	r.Delta = &result.Delta{ChangedBytes: 1 << 20, ChangedChunkBytes: 3 << 19}
+	s := r.Summarize()
+	// 90 fast peers with 64 MiB each, 10 byzantine with nothing.
+	if want := 90.0 * 64 / 100; s.BytesMoved != 90*64<<20 || s.MovedPerPeerOverChanged != want {
+		t.Fatalf("bytes moved %d, per peer over changed %v, want %v", s.BytesMoved, s.MovedPerPeerOverChanged, want)
+	}
+	dir := t.TempDir()
+	if err := Write(dir, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ReportHTML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<h2>Delta</h2>", "changed_chunk_bytes", "1.50 MiB (1.50x the changed bytes)", "57.600"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report.html does not say %q", want)
+		}
+	}
+	var out strings.Builder
+	PrintSummary(&out, s)
+	if !strings.Contains(out.String(), "delta: 1.00 MiB changed, 1.50 MiB in changed chunks") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+	r.Delta = nil
+	if err := Write(dir, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, ReportHTML)); strings.Contains(string(b), "<h2>Delta</h2>") {
+		t.Error("a plain run's report has a delta section")
+	}
+}

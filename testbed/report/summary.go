@@ -22,6 +22,10 @@ func PrintSummary(w io.Writer, s *result.Summary) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Run, r.Peers, r.Completed, r.Failed, r.Bound, r.P50, r.P99, r.Max, r.Egr)
 	}
 	tw.Flush()
+	if s.ChangedBytes > 0 {
+		fmt.Fprintf(w, "\ndelta: %s changed, %s in changed chunks (the bound's F), %s moved: %.3f per peer over the changed bytes\n",
+			units.FormatSize(s.ChangedBytes), units.FormatSize(s.ChangedChunkBytes), units.FormatSize(s.BytesMoved), s.MovedPerPeerOverChanged)
+	}
 	fmt.Fprintf(w, "\npipeline term %s (not in the bound); ratios are completion time / bound\n", secs(s.PipelineS))
 	if s.HostBound {
 		fmt.Fprintf(w, "host_bound: YES: the host's CPUs were %.0f%% busy and the testbed waited %.0f%% of their time for them; the machine, not the emulated links, set the pace, so these times overstate what the links allow\n", 100*s.HostBusy, 100*s.HostWait)

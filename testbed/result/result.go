@@ -113,8 +113,21 @@ type Result struct {
 	Host              Host  `json:"host"`
 	// Events are the scenario's events as they were carried out.
 	Events []Event `json:"events,omitempty"`
+	// Delta is set for a delta run (scenario blob.base); Bound is then
+	// for F = Delta.ChangedChunkBytes.
+	Delta *Delta `json:"delta,omitempty"`
 	// Baselines are the baselines' runs on the same links.
 	Baselines []*Result `json:"baselines,omitempty"`
+}
+
+// Delta is what a delta run's version 2 changed (scenario.Delta).
+type Delta struct {
+	// ChangedBytes counts the bytes of version 2 that differ from
+	// version 1; ChangedChunkBytes the bytes of version 2's chunks that
+	// are not chunks of version 1 (what a peer holding version 1 must
+	// fetch).
+	ChangedBytes      int64 `json:"changed_bytes"`
+	ChangedChunkBytes int64 `json:"changed_chunk_bytes"`
 }
 
 // Summary is the comparison the testbed prints (`--json`).
@@ -137,8 +150,17 @@ type Summary struct {
 	OriginEgressBytes int64   `json:"origin_egress_bytes"`
 	// OriginEgressCopies is OriginEgressBytes / BlobBytes.
 	OriginEgressCopies float64 `json:"origin_egress_copies"`
-	HostBound          bool    `json:"host_bound"`
-	HostBusy           float64 `json:"host_busy"`
+	// BytesMoved is every chunk byte the peers received, from peers and
+	// origins, byzantine peers' included.
+	BytesMoved int64 `json:"bytes_moved"`
+	// A delta run's figures (Result.Delta): MovedPerPeerOverChanged is
+	// BytesMoved / (Peers·ChangedBytes), issue 4's "bytes moved over
+	// changed bytes", per peer.
+	ChangedBytes            int64   `json:"changed_bytes,omitempty"`
+	ChangedChunkBytes       int64   `json:"changed_chunk_bytes,omitempty"`
+	MovedPerPeerOverChanged float64 `json:"moved_per_peer_over_changed,omitempty"`
+	HostBound               bool    `json:"host_bound"`
+	HostBusy                float64 `json:"host_busy"`
 	// HostWait is Host.Wait: the share of the CPUs' time the testbed
 	// waited for them.
 	HostWait float64 `json:"host_wait"`
@@ -163,6 +185,7 @@ func (r *Result) Summarize() *Summary {
 	}
 	var times []float64
 	for _, p := range r.Peers {
+		s.BytesMoved += p.FromPeers + p.FromOrigins
 		if p.Behavior != scenario.Honest || p.Left {
 			continue
 		}
@@ -174,6 +197,12 @@ func (r *Result) Summarize() *Summary {
 		default:
 			s.Failed++
 			times = append(times, math.Inf(1))
+		}
+	}
+	if d := r.Delta; d != nil {
+		s.ChangedBytes, s.ChangedChunkBytes = d.ChangedBytes, d.ChangedChunkBytes
+		if n := len(r.Peers); n > 0 && d.ChangedBytes > 0 {
+			s.MovedPerPeerOverChanged = float64(s.BytesMoved) / (float64(n) * float64(d.ChangedBytes))
 		}
 	}
 	slices.Sort(times)

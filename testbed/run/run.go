@@ -49,7 +49,9 @@ func Run(ctx context.Context, s scenario.Scenario, o Options) (*result.Result, e
 	)
 	switch s.Mode {
 	case scenario.ModeEmu:
-		r, err = emu.Run(ctx, s, emu.Options{Dir: o.Dir, Logger: o.Logger, Progress: o.Progress})
+		// Every completed copy is read back and hashed after the run, as in
+		// netns mode: a corrupt byte accepted would fail its peer.
+		r, err = emu.Run(ctx, s, emu.Options{Dir: o.Dir, Logger: o.Logger, Progress: o.Progress, Verify: true})
 	case scenario.ModeSim:
 		r, err = sim.Run(ctx, s, o.Progress)
 	case scenario.ModeNetns:

@@ -31,9 +31,14 @@ type Bound struct {
 	Pipeline float64 `json:"pipeline_s"`
 }
 
-// Bound computes the fluid bound for s.
-func (s Scenario) Bound() Bound {
-	f := float64(s.Blob.Size)
+// Bound computes the fluid bound for s, with F the blob's size.
+func (s Scenario) Bound() Bound { return s.BoundFor(int64(s.Blob.Size)) }
+
+// BoundFor is Bound with F = fetch bytes: a delta run (Blob.Base) uses
+// Delta.ChangedChunkBytes, what each peer must fetch when it holds
+// version 1 already.
+func (s Scenario) BoundFor(fetch int64) Bound {
+	f := float64(fetch)
 	us := float64(s.Origins.Up) * float64(s.Origins.Count)
 	var n, sumUp float64
 	dmin := math.Inf(1)

@@ -136,17 +136,47 @@ type Blob struct {
 	// sets all three in bytes instead.
 	Chunk   units.Size     `yaml:"chunk" json:"chunk,omitempty"`
 	Chunker chunker.Config `yaml:"chunker" json:"chunker"`
+	// Base, if set, makes the run a delta: the blob is version 2 of a
+	// blob whose version 1 every peer already holds (see Base).
+	Base *Base `yaml:"base" json:"base,omitempty"`
+}
+
+// Base describes version 1 of a delta run's blob. Version 1 is the
+// seed's stream of Blob.Size bytes; version 2 is version 1 with Changed
+// of its bytes overwritten by other bytes, in Regions regions of equal
+// length, one at a seeded place in each of Regions equal slices of the
+// blob. The origins hold both versions, every peer starts holding
+// version 1's chunks (its store pre-loaded, v1 pinned), and the fleet
+// pulls version 2. Emu and sim modes only.
+type Base struct {
+	// Changed is the fraction of the blob overwritten, in (0, 1).
+	Changed float64 `yaml:"changed" json:"changed"`
+	// Regions is how many places it is overwritten in (default 1).
+	Regions int `yaml:"regions" json:"regions,omitempty"`
+}
+
+// Conns caps every peer's connections: peer.Config's MaxConns (the
+// peers it dials) and MaxInbound (the peers that may dial it). 0 keeps
+// the engine's defaults (30 and 256). In emulation every connection
+// costs the process two file descriptors (both its ends are in the
+// process), so a fleet of 1,000 peers needs fewer than the defaults.
+// Emu, netns and sim modes apply them alike; origins keep the defaults.
+type Conns struct {
+	Max     int `yaml:"max" json:"max,omitempty"`
+	Inbound int `yaml:"inbound" json:"inbound,omitempty"`
 }
 
 // Scenario is one testbed run.
 type Scenario struct {
-	Name    string   `yaml:"name" json:"name"`
-	Mode    Mode     `yaml:"mode" json:"mode"`
-	Seed    uint64   `yaml:"seed" json:"seed"`
-	Blob    Blob     `yaml:"blob" json:"blob"`
-	Origins Origins  `yaml:"origins" json:"origins"`
-	Classes []Class  `yaml:"classes" json:"classes"`
-	Events  []Event  `yaml:"events" json:"events,omitempty"`
+	Name    string  `yaml:"name" json:"name"`
+	Mode    Mode    `yaml:"mode" json:"mode"`
+	Seed    uint64  `yaml:"seed" json:"seed"`
+	Blob    Blob    `yaml:"blob" json:"blob"`
+	Origins Origins `yaml:"origins" json:"origins"`
+	Classes []Class `yaml:"classes" json:"classes"`
+	Events  []Event `yaml:"events" json:"events,omitempty"`
+	// Conns caps every peer's connections (default: the engine's).
+	Conns   Conns    `yaml:"conns" json:"conns,omitzero"`
 	Timeout Duration `yaml:"timeout" json:"timeout"`
 	// Sample is the period of the time series (default 250ms, or Bound/200
 	// when that is longer).
@@ -270,6 +300,20 @@ func (s Scenario) Validate() error {
 	}
 	if err := s.Blob.Chunker.Validate(); err != nil {
 		return bad("blob chunker: %v", err)
+	}
+	if b := s.Blob.Base; b != nil {
+		if !(b.Changed > 0 && b.Changed < 1) || b.Regions < 0 || b.Regions > maxBaseRegions {
+			return bad("blob base: changed %v must be in (0, 1) and regions %d in 0..%d", b.Changed, b.Regions, maxBaseRegions)
+		}
+		if s.Mode == ModeNetns || len(s.Baselines) > 0 {
+			return bad("blob base (a delta run) runs in emu and sim modes, without baselines")
+		}
+		if n := b.regions(); int64(s.Blob.Size) < int64(n) || float64(s.Blob.Size)*b.Changed < float64(n) {
+			return bad("blob base: %d regions do not fit %v of %d bytes", n, b.Changed, s.Blob.Size)
+		}
+	}
+	if s.Conns.Max < 0 || s.Conns.Inbound < 0 {
+		return bad("conns: max %d and inbound %d must not be negative", s.Conns.Max, s.Conns.Inbound)
 	}
 	if s.Origins.Count < 1 {
 		return bad("origins count %d: want at least 1", s.Origins.Count)

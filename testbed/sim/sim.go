@@ -12,7 +12,8 @@
 // short:
 //
 //   - The blob is cut into chunks of s.Blob.Chunker.AvgSize bytes, the
-//     last one shorter.
+//     last one shorter; a delta run (s.Blob.Base) uses version 2's real
+//     chunks, and its peers start holding those version 1 has too.
 //   - Every host has an upload and a download capacity. A chunk is sent as
 //     one fluid transfer whose rate is the smaller of the sender's upload
 //     shared equally among its transfers and the receiver's download
@@ -32,6 +33,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -241,6 +243,9 @@ type sim struct {
 	progress     result.Progress
 	err          error
 	st           stats
+
+	// delta is a delta run's (scenario blob.base), or nil.
+	delta *result.Delta
 }
 
 func newSim(s scenario.Scenario) (*sim, error) {
@@ -249,19 +254,18 @@ func newSim(s scenario.Scenario) (*sim, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	avg := int64(s.Blob.Chunker.AvgSize)
-	size := int64(s.Blob.Size)
-	n64 := (size + avg - 1) / avg
-	if n64 > int64(sched.MaxChunks) || n64 > trackerwire.MaxNumChunks {
-		return nil, fmt.Errorf("%w: %d bytes in chunks of %d make %d, limit %d", ErrTooManyChunks, size, avg, n64, min(sched.MaxChunks, trackerwire.MaxNumChunks))
+	lay, err := chunkLayout(s)
+	if err != nil {
+		return nil, err
 	}
-	n := int(n64)
+	n := len(lay.sizes)
 	sm := &sim{
 		s:         s,
 		peers:     s.Expand(),
 		norig:     s.Origins.Count,
 		n:         n,
-		sizes:     make([]int64, n),
+		sizes:     lay.sizes,
+		delta:     lay.delta,
 		full:      sched.FullBitset(n),
 		timeout:   int64(s.Timeout),
 		rng:       rand.New(rand.NewPCG(s.Seed, 0x73696d)),
@@ -276,10 +280,8 @@ func newSim(s scenario.Scenario) (*sim, error) {
 	}
 	sm.lists.blk = sm.pcfg.Sched.MaxInflightPerPeer
 	sm.q.conns = &sm.conns
-	for i := range sm.sizes {
-		sm.sizes[i] = avg
-	}
-	sm.sizes[n-1] = size - int64(n-1)*avg
+	sm.pcfg.MaxConns = cmp.Or(s.Conns.Max, sm.pcfg.MaxConns)
+	sm.pcfg.MaxInbound = cmp.Or(s.Conns.Inbound, sm.pcfg.MaxInbound)
 	// The tracker's hand-out policy, as tracker.Config.policy builds it.
 	sm.policy = handout.Policy{
 		Limit:         sm.tcfg.HandoutLimit,
@@ -322,6 +324,7 @@ func newSim(s scenario.Scenario) (*sim, error) {
 			if p.Behavior == scenario.Honest {
 				sm.honestOpen++
 			}
+			sm.preload(h, lay.held)
 		}
 		h.up, h.down = capacity(l.Up), capacity(l.Down)
 		h.lat, h.jitter, h.loss = int64(l.Latency), int64(l.Jitter), l.Loss
@@ -542,7 +545,8 @@ func (sm *sim) result() *result.Result {
 	r := &result.Result{
 		Scenario:          sm.s,
 		Mode:              string(scenario.ModeSim),
-		Bound:             sm.s.Bound(),
+		Bound:             sm.bound(),
+		Delta:             sm.delta,
 		Series:            sm.series,
 		BlobBytes:         int64(sm.s.Blob.Size),
 		OriginEgressBytes: sm.originBytes,

@@ -53,7 +53,10 @@ func newTestbedRunCmd(g *globals) *cobra.Command {
   sim    the tracker's hand-out and the peers' scheduler in virtual time, no
          sockets and no bytes: 100,000 peers fit.
 
-Without a file it runs the built-in flash crowd. Flags override the file:
+Without a file it runs the built-in flash crowd; the shipped scenarios are
+in testbed/scenarios/ (fanout-100, fanout-1000, heterogeneous, churn-10pct,
+byzantine-5pct, late-joiners, two-zones, nightly-backup-delta, sim-100k...),
+each saying at its top what it shows. Flags override the file:
 --peers resizes the fleet (every class in proportion), --peer-up, --peer-down
 and --latency apply to every class, --origin-up to the origins. Rates take
 bits ("1Gbit", "100Mbit") or bytes ("125MB/s").
@@ -74,7 +77,8 @@ summary are those of the last size, with every size's summary under "sweep"
 in the JSON.`,
 		Example: `  p2pctl testbed run
   p2pctl testbed run --peers 50 --blob-size 128MiB --peer-up 100Mbit --latency 5ms --out /tmp/run1
-  p2pctl testbed run scenarios/churn.yaml --json
+  p2pctl testbed run testbed/scenarios/churn-10pct.yaml --json
+  p2pctl testbed run testbed/scenarios/nightly-backup-delta.yaml --mode sim --json
   p2pctl testbed run --mode sim --peers 100000 --blob-size 1GiB`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
