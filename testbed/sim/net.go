@@ -160,7 +160,8 @@ func (sm *sim) connOf(e event) (*conn, int) {
 // delay is how long a message h sends takes to arrive: its latency, its
 // jitter, a retransmission timeout if its link loses the message, and the
 // wait behind the data h's link is already committed to: one piece
-// (peer.Config.PieceSize) for each upload flowing out of h. (In the
+// (peer.Config.PieceSize, or a chunk if smaller) for each upload flowing
+// out of h. (In the
 // engine a message goes out between the Data frames of its connection,
 // and all of a host's connections share its link; an emulated link hands
 // out its bytes first come, first served. Without this wait, simulated
@@ -176,7 +177,11 @@ func (sm *sim) delay(h *host) int64 {
 		d += lossRTO
 	}
 	if n := len(h.upFlows); n > 0 && !math.IsInf(h.up, 1) {
-		d += int64(float64(n) * float64(sm.cfgOf(h).PieceSize) / h.up * 1e9)
+		piece := sm.ctlPiece[0]
+		if h.origin {
+			piece = sm.ctlPiece[1]
+		}
+		d += int64(float64(n) * piece / h.up * 1e9)
 	}
 	return d
 }

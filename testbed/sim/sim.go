@@ -197,7 +197,11 @@ type sim struct {
 	norig  int
 	n      int     // chunks
 	sizes  []int64 // chunk sizes
-	full   sched.Bitset
+	// ctlPiece is the Data frame a control message waits behind at a
+	// sending link, per flowing upload: PieceSize, or the mean chunk if
+	// smaller (see delay).
+	ctlPiece [2]float64 // for peers, for origins
+	full     sched.Bitset
 
 	conns     []conn
 	freeConns []int32
@@ -279,6 +283,12 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		repl:      make([]int32, n),
 	}
 	sm.lists.blk = sm.pcfg.Sched.MaxInflightPerPeer
+	var total int64
+	for _, z := range sm.sizes {
+		total += z
+	}
+	mean := float64(total) / float64(max(len(sm.sizes), 1))
+	sm.ctlPiece = [2]float64{min(float64(sm.pcfg.PieceSize), mean), min(float64(sm.ocfg.PieceSize), mean)}
 	sm.q.conns = &sm.conns
 	sm.pcfg.MaxConns = cmp.Or(s.Conns.Max, sm.pcfg.MaxConns)
 	sm.pcfg.MaxInbound = cmp.Or(s.Conns.Inbound, sm.pcfg.MaxInbound)
