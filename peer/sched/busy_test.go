@@ -23,18 +23,41 @@ func TestForeverBusyPeerEscalatesToOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	start := now
-	queue := []sched.Event{
+	took, done := drive(t, s, []sched.Event{
 		sched.PeerConnected{Peer: "origin", Origin: true, Have: sched.FullBitset(n)},
 		sched.PeerConnected{Peer: "stalled", Have: sched.FullBitset(n)},
 		sched.PeerConnected{Peer: "honest", Have: sched.BitsetOf(n, firstN(good)...)},
+	}, time.Hour, func(_ time.Duration, a sched.Action) ([]sched.Event, bool) {
+		switch {
+		case a.Kind == sched.Request && a.Peer == "stalled":
+			return []sched.Event{sched.RequestFailed{Peer: a.Peer, Index: a.Index, Reason: sched.FailBusy}}, false
+		case a.Kind == sched.Request:
+			return []sched.Event{sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true}}, false
+		}
+		return nil, a.Kind == sched.Done
+	})
+	switch {
+	case !done:
+		t.Fatalf("the chunk was never fetched (%v of virtual time): busy answers retried for ever", took)
+	case took > 10*timeout:
+		t.Errorf("done after %v, want within a few request timeouts", took)
 	}
-	for step := 0; step < 10_000; step++ {
+}
+
+// drive feeds s the events of queue and what react answers to its
+// actions, with a Tick whenever nothing else is queued, until react says
+// stop, the virtual time reaches limit or 10,000 events were handled. It
+// returns the virtual time taken and whether react stopped it.
+func drive(t *testing.T, s *sched.Scheduler, queue []sched.Event, limit time.Duration,
+	react func(elapsed time.Duration, a sched.Action) (more []sched.Event, stop bool)) (time.Duration, bool) {
+	t.Helper()
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := start
+	for step := 0; step < 10_000 && now.Sub(start) < limit; step++ {
 		if len(queue) == 0 {
 			at, ok := s.NextTick()
 			if !ok {
-				t.Fatalf("nothing to wait for at %v, and the chunk is missing", now.Sub(start))
+				t.Fatalf("nothing to wait for at %v", now.Sub(start))
 			}
 			now = at
 			queue = append(queue, sched.Tick{})
@@ -42,20 +65,14 @@ func TestForeverBusyPeerEscalatesToOrigin(t *testing.T) {
 		ev := queue[0]
 		queue = queue[1:]
 		for _, a := range s.Handle(now, ev) {
-			switch {
-			case a.Kind == sched.Request && a.Peer == "stalled":
-				queue = append(queue, sched.RequestFailed{Peer: a.Peer, Index: a.Index, Reason: sched.FailBusy})
-			case a.Kind == sched.Request:
-				queue = append(queue, sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true})
-			case a.Kind == sched.Done:
-				if took := now.Sub(start); took > 10*timeout {
-					t.Errorf("done after %v, want within a few request timeouts", took)
-				}
-				return
+			more, stop := react(now.Sub(start), a)
+			if stop {
+				return now.Sub(start), true
 			}
+			queue = append(queue, more...)
 		}
 	}
-	t.Fatalf("the chunk was never fetched (%v of virtual time): busy answers retried for ever", now.Sub(start))
+	return now.Sub(start), false
 }
 
 func firstN(n int) []int {
@@ -82,8 +99,6 @@ func TestLastChunkAtStalledPeerGoesToOrigin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-			start := now
 			queue := []sched.Event{
 				sched.PeerConnected{Peer: "origin", Origin: true, Have: sched.FullBitset(n)},
 				sched.PeerConnected{Peer: "stalled", Have: sched.FullBitset(n)},
@@ -91,33 +106,21 @@ func TestLastChunkAtStalledPeerGoesToOrigin(t *testing.T) {
 			if stalledFirst {
 				queue[0], queue[1] = queue[1], queue[0]
 			}
-			for step := 0; step < 10_000; step++ {
-				if len(queue) == 0 {
-					at, ok := s.NextTick()
-					if !ok {
-						t.Fatalf("nothing to wait for at %v, and the chunk is missing", now.Sub(start))
+			took, done := drive(t, s, queue, time.Hour, func(_ time.Duration, a sched.Action) ([]sched.Event, bool) {
+				if a.Kind == sched.Request && a.Peer == "origin" {
+					if stalledFirst && !a.Escalated {
+						t.Errorf("chunk %d, which timed out at the only peer that has it, asked of the origin without Escalated", a.Index)
 					}
-					now = at
-					queue = append(queue, sched.Tick{})
+					return []sched.Event{sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true}}, false
 				}
-				ev := queue[0]
-				queue = queue[1:]
-				for _, a := range s.Handle(now, ev) {
-					switch {
-					case a.Kind == sched.Request && a.Peer == "origin":
-						if stalledFirst && !a.Escalated {
-							t.Errorf("chunk %d, which timed out at the only peer that has it, asked of the origin without Escalated", a.Index)
-						}
-						queue = append(queue, sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true})
-					case a.Kind == sched.Done:
-						if took := now.Sub(start); took > 5*timeout {
-							t.Errorf("done after %v, want within a few request timeouts", took)
-						}
-						return
-					}
-				}
+				return nil, a.Kind == sched.Done
+			})
+			switch {
+			case !done:
+				t.Fatalf("the chunk was never fetched (%v of virtual time)", took)
+			case took > 5*timeout:
+				t.Errorf("done after %v, want within a few request timeouts", took)
 			}
-			t.Fatalf("the chunk was never fetched (%v of virtual time)", now.Sub(start))
 		})
 	}
 }
@@ -135,38 +138,22 @@ func TestBusyHealthyPeersDoNotEscalate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	end := now.Add(20 * timeout)
-	queue := []sched.Event{
+	drive(t, s, []sched.Event{
 		sched.PeerConnected{Peer: "a", Have: sched.BitsetOf(n, 0)},
 		sched.PeerConnected{Peer: "b", Have: sched.FullBitset(n)},
 		sched.PeerConnected{Peer: "origin", Origin: true, Have: sched.FullBitset(n)},
-	}
-	for now.Before(end) {
-		if len(queue) == 0 {
-			at, ok := s.NextTick()
-			if !ok {
-				t.Fatalf("nothing to wait for at %v", now)
-			}
-			now = at
-			queue = append(queue, sched.Tick{})
+	}, 20*timeout, func(elapsed time.Duration, a sched.Action) ([]sched.Event, bool) {
+		switch {
+		case a.Kind != sched.Request:
+		case a.Peer == "origin":
+			t.Fatalf("origin asked for chunk %d at +%v although healthy peers hold it", a.Index, elapsed)
+		case a.Index == 1:
+			return []sched.Event{sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true}}, false
+		default:
+			return []sched.Event{sched.RequestFailed{Peer: a.Peer, Index: a.Index, Reason: sched.FailBusy}}, false
 		}
-		ev := queue[0]
-		queue = queue[1:]
-		for _, a := range s.Handle(now, ev) {
-			if a.Kind != sched.Request {
-				continue
-			}
-			switch {
-			case a.Peer == "origin":
-				t.Fatalf("origin asked for chunk %d at +%v although healthy peers hold it", a.Index, now.Sub(end.Add(-20*timeout)))
-			case a.Index == 1:
-				queue = append(queue, sched.ChunkReceived{Peer: a.Peer, Index: a.Index, Verified: true})
-			default:
-				queue = append(queue, sched.RequestFailed{Peer: a.Peer, Index: a.Index, Reason: sched.FailBusy})
-			}
-		}
-	}
+		return nil, false
+	})
 	if st, _ := s.PeerStats("b"); st.Received != 1 {
 		t.Fatalf("b delivered %d chunks, want 1 (the test's premise)", st.Received)
 	}
