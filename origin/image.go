@@ -281,19 +281,23 @@ func ParseImageManifest(b []byte) (children []string, blobs []chunker.Digest, er
 		}
 		children = append(children, m.Digest)
 	}
-	names := []string{}
-	if im.Config.Digest != "" {
-		names = append(names, im.Config.Digest)
-	}
-	for _, l := range im.Layers {
-		names = append(names, l.Digest)
-	}
-	for _, n := range names {
+	add := func(n string) error {
 		d, err := chunker.ParseDigest(n)
-		if err != nil || !upstream.IsDigest(n) {
-			return nil, nil, fmt.Errorf("blob %q is not a sha256 digest", n)
+		if err != nil {
+			return fmt.Errorf("blob %q is not a sha256 digest", n)
 		}
 		blobs = append(blobs, d)
+		return nil
+	}
+	if im.Config.Digest != "" {
+		if err := add(im.Config.Digest); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, l := range im.Layers {
+		if err := add(l.Digest); err != nil {
+			return nil, nil, err
+		}
 	}
 	return children, blobs, nil
 }

@@ -14,7 +14,6 @@ package upstream
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +32,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/p2pd/p2pd/chunker"
 )
 
 // Errors, matched with errors.Is.
@@ -257,12 +258,8 @@ func (c *Client) options(ctx context.Context, r resolved) []remote.Option {
 // IsDigest reports whether ref is a digest ("sha256:<64 hex>") rather
 // than a tag.
 func IsDigest(ref string) bool {
-	hexPart, ok := strings.CutPrefix(ref, "sha256:")
-	if !ok || len(hexPart) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(hexPart)
-	return err == nil && strings.ToLower(hexPart) == hexPart
+	_, err := chunker.ParseDigest(ref)
+	return err == nil
 }
 
 func (c *Client) reference(r resolved, repo, ref string) (name.Reference, error) {
@@ -311,7 +308,7 @@ func (c *Client) Manifest(ctx context.Context, registry, repo, ref string) (*Man
 		return nil, fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrTooLarge, nref, len(desc.Manifest), c.cfg.MaxManifestSize)
 	}
 	sum := sha256.Sum256(desc.Manifest)
-	m := &Manifest{MediaType: string(desc.MediaType), Digest: "sha256:" + hex.EncodeToString(sum[:]), Body: desc.Manifest}
+	m := &Manifest{MediaType: string(desc.MediaType), Digest: chunker.Digest(sum).String(), Body: desc.Manifest}
 	if IsDigest(ref) && m.Digest != ref {
 		return nil, fmt.Errorf("%w: manifest %s hashes to %s", ErrUnavailable, nref, m.Digest)
 	}

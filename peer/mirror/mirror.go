@@ -492,10 +492,6 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, registry, rep
 	if !validName(w, repo) {
 		return
 	}
-	if !upstream.IsDigest(digest) {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("invalid digest %q: want sha256:<64 lowercase hex>", digest))
-		return
-	}
 	d, err := chunker.ParseDigest(digest)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())

@@ -243,13 +243,11 @@ func (m *model) longBusy(id string) bool {
 	return ok && m.recv[id] == 0 && m.now-start >= 2*(m.cfg.RequestTimeout<<m.levelNow(id))
 }
 
-// otherHolder mirrors Scheduler.otherHolder.
+// otherHolder mirrors Scheduler.holderBut with longBusy: a peer other
+// than id, not a fallback origin and not long busy, advertises chunk idx.
 func (m *model) otherHolder(idx int, id string) bool {
 	for _, q := range m.peers {
-		if q.id == id || !q.connected || m.banned[q.id] || (q.origin && m.cfg.OriginPolicy == OriginFallback) {
-			continue
-		}
-		if q.have.Has(idx) && !m.longBusy(q.id) {
+		if m.holder(id, q, idx, false, true) && !m.longBusy(q.id) {
 			return true
 		}
 	}

@@ -569,8 +569,7 @@ func (s *Scheduler) received(e ChunkReceived) {
 		p.stats.Bad++
 	}
 	if !s.held.Has(e.Index) {
-		s.penalize(i, p, true)
-		s.urgent.Set(int(i))
+		s.penalize(i, p, true, true)
 	}
 	s.requeueIfIdle(i)
 	if _, ok := s.banned[e.Peer]; ok {
@@ -595,14 +594,15 @@ func (s *Scheduler) failed(e RequestFailed) {
 	if !had {
 		return
 	}
-	p.stats.Failures++
 	reason := e.Reason
 	if reason == FailDeferred && !p.fallback {
 		reason = FailBusy
 	}
+	if reason != FailDeferred {
+		p.stats.Failures++
+	}
 	switch reason {
 	case FailDeferred:
-		p.stats.Failures--
 		s.deferChunk(i)
 		s.markDirty(p)
 	case FailBusy:
@@ -614,13 +614,12 @@ func (s *Scheduler) failed(e RequestFailed) {
 		// them for ever. In a busy but healthy swarm some holder is
 		// delivering, and the chunk waits for it rather than going to
 		// the origin a second time.
-		if s.longBusy(p) && !s.otherHolder(i, p) {
-			s.penalize(i, p, true)
+		if s.longBusy(p) && !s.holderBut(p, i, s.longBusy) {
+			s.penalize(i, p, true, false)
 		}
 		s.pause(p)
 	case FailError:
-		s.penalize(i, p, true)
-		s.urgent.Set(int(i))
+		s.penalize(i, p, true, true)
 		s.markDirty(p)
 	default:
 		s.markDirty(p)
@@ -635,18 +634,6 @@ func (s *Scheduler) failed(e RequestFailed) {
 // it delivers now and then.
 func (s *Scheduler) longBusy(p *peer) bool {
 	return p.busy && p.stats.Received == 0 && s.now-p.busySince >= 2*s.timeout(s.level(p))
-}
-
-// otherHolder reports whether a connected peer other than p and the
-// fallback origins advertises chunk i and is not long busy. It walks the
-// peers, which is fine for the rare busy answer after a long busy spell.
-func (s *Scheduler) otherHolder(i int32, p *peer) bool {
-	for _, q := range s.peers {
-		if q != p && !q.gone && !q.fallback && q.have.Has(int(i)) && !s.longBusy(q) {
-			return true
-		}
-	}
-	return false
 }
 
 // deferChunk keeps origins from being asked for chunk i for DeferBackoff.
@@ -784,12 +771,21 @@ func (s *Scheduler) suspectPeers(d time.Duration) {
 // trustedHolder reports whether a connected peer other than p, neither
 // suspect nor a fallback origin, advertises chunk i.
 func (s *Scheduler) trustedHolder(p *peer, i int32) bool {
-	n := s.otherHolders(p, i)
-	if n == 0 || s.nsuspect == 1 {
-		return n > 0 // p is the only suspect peer
+	if s.nsuspect == 1 {
+		return s.otherHolders(p, i) > 0 // p is the only suspect peer
+	}
+	return s.holderBut(p, i, func(q *peer) bool { return q.suspect })
+}
+
+// holderBut reports whether a connected peer other than p, not a fallback
+// origin and not ruled out by bad, advertises chunk i. It walks the peers
+// only if the counts leave it open.
+func (s *Scheduler) holderBut(p *peer, i int32, bad func(*peer) bool) bool {
+	if s.otherHolders(p, i) == 0 {
+		return false
 	}
 	for _, q := range s.peers {
-		if q != p && !q.fallback && q.have.Has(int(i)) && !q.suspect {
+		if q != p && !q.gone && !q.fallback && q.have.Has(int(i)) && !bad(q) {
 			return true
 		}
 	}
@@ -893,8 +889,7 @@ func (s *Scheduler) stalled(p *peer) {
 	p.window = max(1, p.window/2)
 	for k, i := range p.reqs {
 		if k == 0 {
-			s.penalize(i, p, true)
-			s.urgent.Set(int(i))
+			s.penalize(i, p, true, true)
 		}
 		s.requeueIfIdle(i)
 	}
@@ -1102,10 +1097,14 @@ func (s *Scheduler) cancelAll(i int32) {
 // origin do not count: failures make a chunk eligible for (and under
 // OriginFallback reserved for) origins, so counting an origin's own busy
 // answers and timeouts would send more of the swarm to the origin exactly
-// when it is overloaded.
-func (s *Scheduler) penalize(i int32, p *peer, exclude bool) {
+// when it is overloaded. An earnest failure (a timeout, an error, corrupt
+// data; not busy answers) also marks the chunk urgent (Scheduler.urgent).
+func (s *Scheduler) penalize(i int32, p *peer, exclude, earnest bool) {
 	if p != nil && p.fallback {
 		return
+	}
+	if earnest {
+		s.urgent.Set(int(i))
 	}
 	c := &s.chunks[i]
 	if c.fails < math.MaxUint16 {

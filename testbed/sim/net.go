@@ -176,12 +176,8 @@ func (sm *sim) delay(h *host) int64 {
 	if h.loss > 0 && sm.rng.Float64() < h.loss {
 		d += lossRTO
 	}
-	if n := len(h.upFlows); n > 0 && !math.IsInf(h.up, 1) {
-		piece := sm.ctlPiece[0]
-		if h.origin {
-			piece = sm.ctlPiece[1]
-		}
-		d += int64(float64(n) * piece / h.up * 1e9)
+	if n := len(h.upFlows); n > 0 {
+		d += int64(float64(n) * h.ctlNs)
 	}
 	return d
 }
@@ -596,7 +592,9 @@ func (sm *sim) onProgress(e event) {
 	}
 }
 
-func boolByte(b bool) uint8 {
+func boolByte(b bool) uint8 { return uint8(boolIdx(b)) }
+
+func boolIdx(b bool) int {
 	if b {
 		return 1
 	}

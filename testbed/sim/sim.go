@@ -146,6 +146,7 @@ type host struct {
 	outbound  int // connections dialed, dials in progress included
 	inbound   int
 	slots     int     // upload slots in use
+	ctlNs     float64 // a control message's wait behind one flowing upload, ns (see delay)
 	upFlows   []int32 // flowing pipes out of the host, as conn<<1 | side
 	downFlows []int32 // flowing pipes into the host
 	upDirty   bool    // upFlows must be re-rated
@@ -197,11 +198,7 @@ type sim struct {
 	norig  int
 	n      int     // chunks
 	sizes  []int64 // chunk sizes
-	// ctlPiece is the Data frame a control message waits behind at a
-	// sending link, per flowing upload: PieceSize, or the mean chunk if
-	// smaller (see delay).
-	ctlPiece [2]float64 // for peers, for origins
-	full     sched.Bitset
+	full   sched.Bitset
 
 	conns     []conn
 	freeConns []int32
@@ -288,7 +285,10 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		total += z
 	}
 	mean := float64(total) / float64(max(len(sm.sizes), 1))
-	sm.ctlPiece = [2]float64{min(float64(sm.pcfg.PieceSize), mean), min(float64(sm.ocfg.PieceSize), mean)}
+	// The Data frame a control message waits behind at a sending link,
+	// per flowing upload: PieceSize, or the mean chunk if smaller (see
+	// delay).
+	ctlPiece := [2]float64{min(float64(sm.pcfg.PieceSize), mean), min(float64(sm.ocfg.PieceSize), mean)}
 	sm.q.conns = &sm.conns
 	sm.pcfg.MaxConns = cmp.Or(s.Conns.Max, sm.pcfg.MaxConns)
 	sm.pcfg.MaxInbound = cmp.Or(s.Conns.Inbound, sm.pcfg.MaxInbound)
@@ -337,6 +337,9 @@ func newSim(s scenario.Scenario) (*sim, error) {
 			sm.preload(h, lay.held)
 		}
 		h.up, h.down = capacity(l.Up), capacity(l.Down)
+		if !math.IsInf(h.up, 1) {
+			h.ctlNs = ctlPiece[boolIdx(h.origin)] / h.up * 1e9
+		}
 		h.lat, h.jitter, h.loss = int64(l.Latency), int64(l.Jitter), l.Loss
 		sm.lossy = sm.lossy || h.loss > 0
 	}
