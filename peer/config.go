@@ -82,7 +82,11 @@ type Config struct {
 	// keeps an origin sending each chunk about once to a flash crowd.
 	// Default 10s for an origin (2s let a simulated 100-peer crowd on
 	// slow links take 2.2 copies from the origin, 10s 1.3), 0 (off) for
-	// a peer; a negative value turns it off.
+	// a peer; a negative value turns it off. An escalated request for a
+	// chunk within the window is served, and finds the peer it went to
+	// hoarding: for three windows that peer's requests are deferred
+	// while other uploads run, so that the first copies go to peers that
+	// pass them on.
 	ResendWindow time.Duration `yaml:"resend_window"`
 	// UploadRate and DownloadRate cap the chunk bytes per second sent to,
 	// and read from, each peer. 0 means unlimited.

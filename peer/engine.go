@@ -50,6 +50,7 @@ type Engine struct {
 
 	sentMu    sync.Mutex
 	sent      map[chunker.Digest]sentRecord // see claimUpload
+	hoarders  map[lpeer.ID]time.Time        // when each was last found hoarding; see claimUpload
 	lastSweep time.Time
 
 	// Set by Start, constant afterwards.
@@ -114,6 +115,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		slots:      make(chan struct{}, cfg.UploadSlots),
 		putq:       make(chan *putJob, 2*cfg.PutWorkers),
 		sent:       make(map[chunker.Digest]sentRecord),
+		hoarders:   make(map[lpeer.ID]time.Time),
 		startDone:  make(chan struct{}),
 		closeDone:  make(chan struct{}),
 		sessions:   make(map[lpeer.ID]*session),
@@ -371,8 +373,12 @@ type sentRecord struct {
 // engine (an origin, typically) a second copy.
 //
 // An escalated request (the requester could not get the chunk from the
-// peers that advertise it) is never refused, and neither is the claim
-// made when a send ends; both still record the send.
+// peers that advertise it, or an origin kept deferring it: see
+// sched.Scheduler) is never refused, and neither is the claim made when a
+// send ends; both still record the send. An escalated request within the
+// window also finds the peer the chunk went to hoarding it: for
+// HoardWindows, that peer is deferred while other uploads run
+// (deferHoarder).
 func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force, escalated bool) bool {
 	window := e.cfg.ResendWindow
 	if window <= 0 {
@@ -387,6 +393,7 @@ func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force, escalated boo
 		}
 		if escalated {
 			e.met.uploadEscalated()
+			e.hoarders[r.to] = now
 		}
 	}
 	e.sent[d] = sentRecord{to: to, at: now}
@@ -397,8 +404,34 @@ func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force, escalated boo
 				delete(e.sent, k)
 			}
 		}
+		for id, at := range e.hoarders {
+			if now.Sub(at) >= HoardWindows*window {
+				delete(e.hoarders, id)
+			}
+		}
 	}
 	return true
+}
+
+// HoardWindows is how many resend windows a peer found hoarding stays
+// deferred (see Config.ResendWindow).
+const HoardWindows = 3
+
+// deferHoarder reports whether a request from peer id, which holds one of
+// the upload slots, is to be deferred because id was found hoarding in
+// the last HoardWindows resend windows, and other uploads hold slots. An
+// origin's first copies are then spent on peers that pass chunks on; a
+// peer that hoards (a stalled or a slowloris peer, which downloads
+// honestly and serves nothing) gets its chunks from the swarm, and from
+// this engine only when it is otherwise idle.
+func (e *Engine) deferHoarder(id lpeer.ID) bool {
+	if e.cfg.ResendWindow <= 0 || len(e.slots) <= 1 {
+		return false
+	}
+	e.sentMu.Lock()
+	defer e.sentMu.Unlock()
+	at, ok := e.hoarders[id]
+	return ok && e.clock.Now().Sub(at) < HoardWindows*e.cfg.ResendWindow
 }
 
 // ---- bans and penalties ----

@@ -111,45 +111,14 @@ func startFakeClockOrigin(t *testing.T, adjust func(*peer.Config)) (*peertest.No
 func TestResendWindow(t *testing.T) {
 	n, clk := startFakeClockOrigin(t, nil)
 	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(18, 256<<10)), peertest.SmallChunks)
-	c := m.Chunks[0]
-
-	type conn struct {
-		s   network.Stream
-		dec *peerwire.Decoder
-		req uint32
-	}
-	dial := func() *conn {
-		h := rawHost(t)
-		s, dec := rawStream(t, h, n)
-		hello(t, h, s, dec)
-		return &conn{s: s, dec: dec}
-	}
-	// askFlags requests chunk c and returns the answer: Data, or the
-	// Reject's code.
-	askFlags := func(cn *conn, flags peerwire.RequestFlags) string {
+	c := m.Chunks[0].Digest
+	ask := func(cn *rawConn) string { t.Helper(); got, _ := cn.ask(t, c, 0); return got }
+	askFlags := func(cn *rawConn, flags peerwire.RequestFlags) string {
 		t.Helper()
-		cn.req++
-		if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c.Digest, Flags: flags}); err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for {
-			msg, err := cn.dec.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch m := msg.(type) {
-			case peerwire.Reject:
-				return m.Code.String()
-			case peerwire.Data:
-				if got += len(m.Payload); got == int(c.Size) {
-					return m.Type().String()
-				}
-			}
-		}
+		got, _ := cn.ask(t, c, flags)
+		return got
 	}
-	ask := func(cn *conn) string { t.Helper(); return askFlags(cn, 0) }
-	x, y := dial(), dial()
+	x, y := dialRaw(t, n), dialRaw(t, n)
 	if got := ask(x); got != "Data" {
 		t.Fatalf("first request answered with %s", got)
 	}
@@ -507,5 +476,122 @@ func TestCancelFreesStalledRead(t *testing.T) {
 			t.Fatalf("%#v, want request %d refused", r, id+1)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An escalated request within the resend window finds the peer the chunk
+// went to hoarding it (it passed the chunk on to nobody). While other
+// uploads run, the hoarder's requests are deferred, so that the origin's
+// first copies go to peers that pass them on; once the origin is
+// otherwise idle, it is served again.
+func TestHoarderDeferred(t *testing.T) {
+	n, clk := startFakeClockOrigin(t, func(cfg *peer.Config) {
+		cfg.UploadRate = 32 << 10 // the fake clock stands still: an upload holds its slot
+		cfg.PieceSize = 16 << 10
+	})
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(22, 1<<20)), chunker.Config{MinSize: 64 << 10, AvgSize: 128 << 10, MaxSize: 256 << 10})
+	if len(m.Chunks) < 3 {
+		t.Fatalf("%d chunks, want at least 3", len(m.Chunks))
+	}
+	ask := func(cn *rawConn, k int, flags peerwire.RequestFlags) (string, uint32) {
+		t.Helper()
+		return cn.ask(t, m.Chunks[k].Digest, flags)
+	}
+	x, y, z := dialRaw(t, n), dialRaw(t, n), dialRaw(t, n)
+	gotX, idX := ask(x, 0, 0)
+	gotY, idY := ask(y, 0, peerwire.RequestEscalated)
+	if gotX != "Data" || gotY != "Data" {
+		t.Fatalf("chunk 0 to x: %s, escalated to y: %s; want Data twice", gotX, gotY)
+	}
+	if got, _ := ask(x, 1, 0); got != "Deferred" {
+		t.Fatalf("x, found hoarding chunk 0, asked for chunk 1 while uploads run: %s, want Reject Deferred", got)
+	}
+	gotZ, idZ := ask(z, 1, 0)
+	if gotZ != "Data" {
+		t.Fatalf("z, no hoarder, asked for chunk 1: %s, want Data", gotZ)
+	}
+	if got := n.Stats().UploadHoarder; got != 1 {
+		t.Errorf("%d requests deferred as a hoarder's, want 1", got)
+	}
+	if got := metricValue(t, n.Registry, "p2pd_peer_upload_hoarder_deferred_total"); got != 1 {
+		t.Errorf("upload_hoarder_deferred metric %v, want 1", got)
+	}
+	// Once the other uploads are cancelled, the origin serves x again.
+	for _, c := range []struct {
+		cn *rawConn
+		id uint32
+	}{{x, idX}, {y, idY}, {z, idZ}} {
+		if err := peerwire.Encode(c.cn.s, peerwire.Cancel{ReqID: c.id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fake clock moves meanwhile (by less than the hoarder is
+	// remembered), so that the rate limit lets a first Data frame out.
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				clk.Advance(time.Millisecond)
+			}
+		}
+	}()
+	defer func() { close(stop); <-ticked }()
+	for tries := 0; ; tries++ {
+		got, _ := ask(x, 2, 0)
+		if got == "Data" {
+			break
+		}
+		if got != "Deferred" || tries == 10_000 {
+			t.Fatalf("x asking an idle origin for chunk 2 (try %d): %s, want Data", tries, got)
+		}
+	}
+}
+
+// rawConn is a session with an engine over which a test speaks the peer
+// protocol itself.
+type rawConn struct {
+	s   network.Stream
+	dec *peerwire.Decoder
+	req uint32
+}
+
+// dialRaw opens a rawConn to n from a fresh host, Hello exchanged.
+func dialRaw(t *testing.T, n *peertest.Node) *rawConn {
+	t.Helper()
+	h := rawHost(t)
+	s, dec := rawStream(t, h, n)
+	hello(t, h, s, dec)
+	return &rawConn{s: s, dec: dec}
+}
+
+// ask requests chunk c and returns the first answer to the request, "Data"
+// or the Reject's code, and the request's ID. Frames of earlier requests
+// are skipped.
+func (cn *rawConn) ask(t *testing.T, c chunker.Digest, flags peerwire.RequestFlags) (string, uint32) {
+	t.Helper()
+	cn.req++
+	if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c, Flags: flags}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := cn.dec.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch a := msg.(type) {
+		case peerwire.Reject:
+			if a.ReqID == cn.req {
+				return a.Code.String(), cn.req
+			}
+		case peerwire.Data:
+			if a.ReqID == cn.req {
+				return a.Type().String(), cn.req
+			}
+		}
 	}
 }

@@ -53,6 +53,9 @@ type Stats struct {
 	// UploadEscalated counts requests served within the resend window
 	// because the requester marked them escalated.
 	UploadEscalated uint64
+	// UploadHoarder counts requests deferred because the requester hoards
+	// what this engine sends it (see Config.ResendWindow).
+	UploadHoarder uint64
 	// RequestTimeouts counts chunk requests this engine cancelled because
 	// the peer stalled: it sent nothing towards its oldest request for
 	// the request timeout (sched.Config.RequestTimeout).
@@ -82,14 +85,15 @@ type metrics struct {
 	busy         prometheus.Counter
 	deferred     prometheus.Counter
 	escalated    prometheus.Counter
+	hoarder      prometheus.Counter
 	timeouts     prometheus.Counter
 	pullDuration prometheus.Histogram
 	pullChecks   *prometheus.CounterVec
 
 	// Mirrors of the counters for Stats.
-	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nTimeouts atomic.Uint64
-	nUpDelay, nDownDelay                                                                                        atomic.Int64
-	nConns                                                                                                      atomic.Int64
+	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nHoarder, nTimeouts atomic.Uint64
+	nUpDelay, nDownDelay                                                                                                  atomic.Int64
+	nConns                                                                                                                atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -142,6 +146,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "p2pd_peer_upload_escalated_total",
 			Help: "Chunk requests served within the resend window of sending the chunk to another peer because the requester marked them escalated (the peers that have it failed it or look stalled).",
 		}),
+		hoarder: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_peer_upload_hoarder_deferred_total",
+			Help: "Chunk requests refused (Reject Deferred) while other uploads were running because the requester hoards: a chunk sent to it was later asked for in an escalated request, as its holders had not passed it on.",
+		}),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_peer_request_timeouts_total",
 			Help: "Chunk requests cancelled because the peer stalled: it sent nothing towards its oldest request for the request timeout.",
@@ -166,7 +174,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.downloaded, m.uploaded, m.verified, m.rejected, m.bans, m.penalties,
-		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.timeouts, m.pullDuration, m.pullChecks,
+		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.hoarder, m.timeouts, m.pullDuration, m.pullChecks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer: register metrics: %w", err)
@@ -195,6 +203,7 @@ func (m *metrics) chunkRejected()   { m.rejected.Inc(); m.nRejected.Add(1) }
 func (m *metrics) uploadBusy()      { m.busy.Inc(); m.nBusy.Add(1) }
 func (m *metrics) uploadDeferred()  { m.deferred.Inc(); m.nDeferred.Add(1) }
 func (m *metrics) uploadEscalated() { m.escalated.Inc(); m.nEscalated.Add(1) }
+func (m *metrics) uploadHoarder()   { m.hoarder.Inc(); m.nHoarder.Add(1) }
 func (m *metrics) requestTimeout()  { m.timeouts.Inc(); m.nTimeouts.Add(1) }
 
 // pullVerified counts a pull bound to its digest by "manifest" or "blob".
@@ -240,6 +249,7 @@ func (m *metrics) stats() Stats {
 		UploadBusy:        m.nBusy.Load(),
 		UploadDeferred:    m.nDeferred.Load(),
 		UploadEscalated:   m.nEscalated.Load(),
+		UploadHoarder:     m.nHoarder.Load(),
 		RequestTimeouts:   m.nTimeouts.Load(),
 		UploadRateDelay:   time.Duration(m.nUpDelay.Load()),
 		DownloadRateDelay: time.Duration(m.nDownDelay.Load()),

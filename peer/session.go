@@ -812,6 +812,13 @@ func (s *session) onRequest(m peerwire.Request) {
 	}
 	// Claim the chunk only once a slot is ours: a request refused for want
 	// of a slot must not hold the chunk back from the next peer that asks.
+	if s.e.deferHoarder(s.id) {
+		s.e.releaseSlot()
+		s.mu.Unlock()
+		s.e.met.uploadHoarder()
+		reject(peerwire.RejectDeferred, "you pass on nothing: fetch it from the swarm")
+		return
+	}
 	esc := m.Flags&peerwire.RequestEscalated != 0
 	if !s.e.claimUpload(m.Chunk, s.id, esc, esc) {
 		s.e.releaseSlot()

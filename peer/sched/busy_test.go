@@ -210,3 +210,79 @@ func requestsTo(acts []sched.Action, peer string) []int {
 	}
 	return out
 }
+
+// TestDeferredAgainEscalates: an origin that keeps deferring a chunk (it
+// sent it to a peer that passes it on to nobody, or announces it too late
+// to matter) gets an escalated request for it, which it serves, once the
+// chunk has been deferred for a suspect peer's wait; not before, so that
+// on slow links, where announcements take seconds, the origin sends no
+// second copies.
+func TestDeferredAgainEscalates(t *testing.T) {
+	const n = 2
+	cfg := sched.Config{DeferBackoff: time.Second, RequestTimeout: 24 * time.Second, MaxInflightPerOrigin: 1}
+	// With nothing delivered yet, a peer is suspect after RequestTimeout/8.
+	wait := cfg.RequestTimeout / 8
+	for _, tc := range []struct {
+		name      string
+		advertise bool // a peer announces the chunk after its second deferral
+	}{{"hoarded", false}, {"announced", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := sched.New(cfg, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			s.Handle(t0, sched.PeerConnected{Peer: "p", Have: sched.NewBitset(n)})
+			acts := s.Handle(t0, sched.PeerConnected{Peer: "origin", Origin: true, Have: sched.FullBitset(n)})
+			c := requestsTo(acts, "origin")[0]
+			now, deferrals := t0, 0
+			for step := 0; step < 100; step++ {
+				var asked *sched.Action
+				for i := range acts {
+					if a := acts[i]; a.Kind == sched.Request && a.Index == c {
+						asked = &acts[i]
+					}
+				}
+				if asked == nil {
+					at, ok := s.NextTick()
+					if !ok {
+						t.Fatalf("chunk %d: nothing to wait for at +%v after %d deferrals", c, now.Sub(t0), deferrals)
+					}
+					now = at
+					acts = s.Handle(now, sched.Tick{})
+					continue
+				}
+				if tc.advertise && deferrals == 2 {
+					if asked.Peer != "p" {
+						t.Fatalf("chunk %d, announced by p, asked of %s", c, asked.Peer)
+					}
+					return
+				}
+				if asked.Peer != "origin" {
+					t.Fatalf("chunk %d asked of %s", c, asked.Peer)
+				}
+				// Deferred for at least the wait and DeferBackoff since
+				// the first deferral (at t0): the request says so.
+				want := deferrals > 0 && now.Sub(t0) >= max(wait, cfg.DeferBackoff)+cfg.DeferBackoff
+				if asked.Escalated != want {
+					t.Fatalf("request %d for chunk %d at +%v: escalated %v, want %v", deferrals+1, c, now.Sub(t0), asked.Escalated, want)
+				}
+				if asked.Escalated {
+					return
+				}
+				now = now.Add(time.Millisecond)
+				acts = s.Handle(now, sched.RequestFailed{Peer: "origin", Index: c, Reason: sched.FailDeferred})
+				deferrals++
+				if tc.advertise && deferrals == 2 {
+					acts = append(acts, s.Handle(now, sched.PeerHave{Peer: "p", Index: c})...)
+				}
+				for _, o := range requestsTo(acts, "origin") {
+					if o != c {
+						acts = append(acts, s.Handle(now, sched.ChunkReceived{Peer: "origin", Index: o, Verified: true})...)
+					}
+				}
+			}
+			t.Fatalf("chunk %d never escalated", c)
+		})
+	}
+}

@@ -91,6 +91,13 @@
 //     outstanding at a fallback origin, so that its few upload slots spread
 //     over many peers, which pass the chunks on. OriginAsPeer makes origins
 //     ordinary peers.
+//   - An origin may defer a chunk it has just sent to another peer
+//     (FailDeferred): it is not asked for it again for
+//     Config.DeferBackoff, and the chunk is fetched from that peer once it
+//     announces it. If the origin still defers it after a suspect peer's
+//     wait (above), that peer has not passed it on, and the chunk
+//     escalates: the next request at the origin is marked
+//     (Action.Escalated), which the origin serves.
 //   - Chunks held from the start (the have argument of New) or stored
 //     without a request (ChunkStoredLocally) are never requested.
 //   - Done is emitted exactly once, by the event that completes the blob

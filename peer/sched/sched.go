@@ -194,8 +194,10 @@ type Scheduler struct {
 	// deferred holds the chunks an origin deferred (FailDeferred): origins
 	// are not asked for them until their entry in deferQ, in time order,
 	// expires.
-	deferred Bitset
-	deferQ   []deferral
+	deferred      Bitset
+	redeferred    Bitset
+	firstDeferred map[int32]time.Duration
+	deferQ        []deferral
 	// urgent holds the escalated chunks that failed on peers in earnest
 	// (a timeout, an error, corrupt data) or that only suspect peers
 	// hold: an origin is asked for them with Action.Escalated, which it
@@ -233,20 +235,21 @@ func New(cfg Config, numChunks int, have Bitset, rng *rand.Rand) (*Scheduler, er
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	s := &Scheduler{
-		tag:       tags.Add(1),
-		cfg:       cfg.withDefaults(),
-		n:         numChunks,
-		rng:       rng,
-		chunks:    make([]chunkState, numChunks),
-		held:      NewBitset(numChunks),
-		escalated: NewBitset(numChunks),
-		deferred:  NewBitset(numChunks),
-		urgent:    NewBitset(numChunks),
-		buckets:   make([][]int32, 1, 8),
-		byID:      make(map[string]*peer),
-		offences:  make(map[string]int),
-		banned:    make(map[string]string),
-		excl:      make(map[int32][]*peer),
+		tag:           tags.Add(1),
+		cfg:           cfg.withDefaults(),
+		n:             numChunks,
+		rng:           rng,
+		chunks:        make([]chunkState, numChunks),
+		held:          NewBitset(numChunks),
+		escalated:     NewBitset(numChunks),
+		deferred:      NewBitset(numChunks),
+		firstDeferred: make(map[int32]time.Duration),
+		urgent:        NewBitset(numChunks),
+		buckets:       make([][]int32, 1, 8),
+		byID:          make(map[string]*peer),
+		offences:      make(map[string]int),
+		banned:        make(map[string]string),
+		excl:          make(map[int32][]*peer),
 	}
 	if words(numChunks) <= smallWords {
 		s.pending = BitsetIn(s.pendingSmall[:], numChunks)
@@ -637,9 +640,27 @@ func (s *Scheduler) longBusy(p *peer) bool {
 }
 
 // deferChunk keeps origins from being asked for chunk i for DeferBackoff.
+// An origin defers a chunk it has just sent to another peer, which is to
+// pass it on. If no peer has offered it yet when the origin defers it
+// again, at least suspectAfter (the wait without data that makes a peer
+// suspect of stalling) and DeferBackoff after it first did, the chunk
+// escalates: the
+// origin's copy went to a peer that hoards it, or that announces it too
+// slowly to matter (a slowloris peer's Have waits behind its trickle of
+// data), and the next request tells the origin so (Action.Escalated).
+// Until then the chunk stays deferred however often it is asked for, so
+// that on slow links, where Haves take seconds, the origin does not send
+// second copies.
 func (s *Scheduler) deferChunk(i int32) {
 	if s.deferred.Has(int(i)) {
 		return
+	}
+	if at, ok := s.firstDeferred[i]; ok {
+		if d, _ := s.suspectAfter(); s.now-at >= max(d, s.cfg.DeferBackoff) {
+			s.escalate(i)
+		}
+	} else {
+		s.firstDeferred[i] = s.now
 	}
 	s.deferred.Set(int(i))
 	s.deferQ = append(s.deferQ, deferral{i: i, until: s.now + s.cfg.DeferBackoff})
@@ -1074,6 +1095,7 @@ func (s *Scheduler) hold(i int32) {
 		s.escalated.Clear(int(i))
 		s.nescalated--
 	}
+	delete(s.firstDeferred, i)
 	s.emit(Action{Kind: Have, Index: int(i)})
 }
 

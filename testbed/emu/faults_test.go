@@ -171,26 +171,16 @@ func TestOriginRestart(t *testing.T) {
 // with 25% slack for a loaded machine. Both runs are in this test; only
 // their ratio counts.
 //
-// It runs in `make testbed` only (40 honest peers, 16 MiB: 65 s without,
-// 59 s with them in one run at a load of 9, against 41 s and 60 s before
-// the scheduler suspected stalled peers), because the small version, the
-// size `make test` could afford, still FAILS the bound: two stalled and two
-// slow peers among six cost 10-16 s against about 4.7 s without them
-// (x2.2-3.4, bound x2.0 with the slack; the slowloris peers alone cost
-// about 0.6 s). What is left there is the origin: that fleet is
-// origin-bound (1 MB/s), the stalled peers download honestly and take some
-// 40% of what the origin sends (chunks nobody else has yet), which the
-// origin must then send again; and for ResendWindow after sending a chunk
-// the origin refuses it to others ("fetch it from them"), which a stalled
-// peer never lets them do. The scheduler finds a stalled peer in a few of
-// the fleet's chunk times and lets the origin serve chunks only stalled
-// peers have (testbed/sim TestStalledPeers, where the bound holds), and a
-// cancelled request no longer holds a stalled store read's upload slot
-// (peer/session.go); what remains is the origin's upload policy.
+// Small in `make test` (6 honest peers), large in `make testbed` (40
+// honest peers, 16 MiB). The small fleet is origin-bound (1 MB/s): the
+// stalled and slowloris peers download honestly and take first copies
+// from the origin, which nobody else can then get. Two rules keep that
+// from costing more than their share (before them, the small run took
+// x2.2-3.4 against x2.0 allowed): a chunk the origin keeps deferring
+// escalates (peer/sched), and an escalated request finds the peer the
+// origin sent the chunk to hoarding, so the origin defers that peer
+// while it has others to serve (peer.Config.ResendWindow).
 func TestStalledPeers(t *testing.T) {
-	if !*large {
-		t.Skip("run by make testbed: at this size stalled peers still slow the origin-bound fleet more than their share (see the comment)")
-	}
 	base := faultFleet(6)
 	base.Classes[0].Link.Up, base.Classes[0].Link.Down = 2_000_000, 2_000_000
 	// The request timeout scaled to a run of seconds (10s by default, for

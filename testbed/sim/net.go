@@ -234,10 +234,11 @@ func (sm *sim) sendCancel(d, u int32, i int) {
 
 // onRequest: a request reaches the uploader, which answers as the
 // engine's session does (onRequest): NotFound if it does not hold the
-// chunk; Busy with no upload slot free; Busy within the resend window of
-// sending it to another peer (the engine claims the chunk only once a
-// slot is the requester's, so a request refused for want of a slot does
-// not block the chunk); else the upload is queued on the connection. A
+// chunk; Busy with no upload slot free; Deferred from a hoarder while
+// other uploads run, or within the resend window of sending it to another
+// peer (the engine claims the chunk only once a slot is the requester's,
+// so a request refused for want of a slot does not block the chunk); else
+// the upload is queued on the connection. A
 // stalled uploader (scenario.Stall) queues it and holds the slot, but
 // never sends: only a cancel or the connection's end frees it.
 func (sm *sim) onRequest(e event) {
@@ -257,7 +258,10 @@ func (sm *sim) onRequest(e event) {
 		int(p.queue.n) >= sm.lists.blk:
 		reason = sched.FailBusy
 		sm.st.busy++
-	case !sm.claim(u, di, e.idx, e.reason != 0):
+	case u.slots > 0 && sm.hoarder(u, di):
+		reason = sched.FailDeferred
+		sm.st.deferred++
+	case !sm.claim(u, di, e.idx, e.reason != 0, e.reason != 0):
 		reason = sched.FailDeferred
 		sm.st.deferred++
 	default:
@@ -273,20 +277,35 @@ func (sm *sim) onRequest(e event) {
 
 // claim is the engine's claimUpload: within the resend window of sending
 // chunk i to one peer, u sends it to no other, unless the request is
-// escalated (force). Like the engine, the
+// escalated (force), which finds that peer hoarding. Like the engine, the
 // uploader claims the chunk when it accepts the request and again when it
 // has sent it, so that the window counts from the end of the send.
-func (sm *sim) claim(u *host, to int32, i int32, force bool) bool {
+func (sm *sim) claim(u *host, to int32, i int32, force, escalated bool) bool {
 	window := int64(sm.cfgOf(u).ResendWindow)
 	if window <= 0 || u.sent == nil {
 		return true
 	}
 	r := &u.sent[i]
-	if r.set && !force && r.to != to && sm.now-r.at < window {
-		return false
+	if r.set && r.to != to && sm.now-r.at < window {
+		if !force {
+			return false
+		}
+		if escalated {
+			if u.hoarders == nil {
+				u.hoarders = make(map[int32]int64)
+			}
+			u.hoarders[r.to] = sm.now
+		}
 	}
 	*r = sentRecord{to: to, at: sm.now, set: true}
 	return true
+}
+
+// hoarder is the engine's deferHoarder, less its test for other uploads:
+// whether u found d hoarding within peer.HoardWindows resend windows.
+func (sm *sim) hoarder(u *host, d int32) bool {
+	at, ok := u.hoarders[d]
+	return ok && sm.now-at < peer.HoardWindows*int64(sm.cfgOf(u).ResendWindow)
 }
 
 func (sm *sim) onReject(e event) {
@@ -340,7 +359,7 @@ func (sm *sim) flowDone(ci int32, k int) {
 	sm.served(ui, sm.sizes[head.idx])
 	sm.lists.removeID(&p.queue, head.id)
 	u := &sm.hosts[ui]
-	sm.claim(u, c.host[1-k], head.idx, true) // the resend window counts from the end of the send, as in the engine's writer
+	sm.claim(u, c.host[1-k], head.idx, true, false) // the resend window counts from the end of the send, as in the engine's writer
 	at := sm.now + u.lat
 	if u.jitter > 0 {
 		at += sm.rng.Int64N(u.jitter)

@@ -152,7 +152,8 @@ type host struct {
 	upDirty   bool    // upFlows must be re-rated
 	downDirty bool
 	banned    []int32
-	sent      []sentRecord // origins: ResendWindow bookkeeping, per chunk
+	sent      []sentRecord    // origins: ResendWindow bookkeeping, per chunk
+	hoarders  map[int32]int64 // origins: when each peer was last found hoarding (claim)
 
 	uploaded, downloaded   int64
 	fromPeers, fromOrigins int64
