@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"github.com/p2pd/p2pd/peer"
 	"math"
 	"reflect"
 	"testing"
@@ -35,9 +36,18 @@ func flashCrowd(n int, size int64, chunk int, rate units.Rate, latency time.Dura
 // run runs s and returns the simulator too, for its counters.
 func run(t *testing.T, s scenario.Scenario) (*result.Result, *sim) {
 	t.Helper()
+	return runTuned(t, s, nil)
+}
+
+// runTuned is run with the peers' configuration adjusted by tune first.
+func runTuned(t *testing.T, s scenario.Scenario, tune func(*peer.Config)) (*result.Result, *sim) {
+	t.Helper()
 	sm, err := newSim(s)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(&sm.pcfg)
 	}
 	start := time.Now()
 	if err := sm.run(context.Background(), nil); err != nil {
@@ -470,5 +480,57 @@ func TestStalledPeers(t *testing.T) {
 		if mean := sum / float64(len(seeds)); mean > bound*1.1 {
 			t.Errorf("%d peers, %d stalled: x%.2f slower on average, more than 1.1 × x%.2f", tc.n, tc.k, mean, bound)
 		}
+	}
+}
+
+// TestStalledOriginBound is testbed/emu's TestStalledPeers, simulated: an
+// origin-bound fleet (6 peers at 2 MB/s, the origin at 1 MB/s, 4 MiB of
+// 64 KiB chunks) with 2 stalled and 2 slowloris (64 kbit/s up) peers, and
+// a request timeout of 1 s for a run of seconds. The bad peers download
+// honestly and take first copies from the origin that nobody can then get:
+// the honest peers slowed by x1.72-2.74 over these seeds (bound x1.62)
+// until an origin that keeps deferring a chunk made it escalate
+// (peer/sched) and an escalated request marked the peer the chunk went to
+// a hoarder, which the origin then defers while it has others to serve
+// (peer.Config.ResendWindow). Bound and slack as in TestStalledPeers.
+func TestStalledOriginBound(t *testing.T) {
+	seeds := []uint64{1, 2, 3, 4, 5}
+	link := scenario.Link{Up: 2_000_000, Down: 2_000_000, Latency: 2 * time.Millisecond}
+	base := flashCrowd(6, 4<<20, 64<<10, 2_000_000, 2*time.Millisecond)
+	base.Origins.Link = scenario.Link{Up: 1_000_000, Down: 1_000_000, Latency: 2 * time.Millisecond}
+	base.Timeout = 2 * time.Minute
+	slow := link
+	slow.Up = 8_000
+	bad := base
+	bad.Classes = append(bad.Classes[:1:1],
+		scenario.Class{Name: "stall", Count: 2, Link: link, Behavior: scenario.Stall},
+		scenario.Class{Name: "slowloris", Count: 2, Link: slow})
+	bad = bad.WithDefaults()
+	tune := func(c *peer.Config) { c.Sched.RequestTimeout = time.Second }
+	share := 4 * float64(link.Up) / float64(base.Origins.Up+10*link.Up)
+	bound := 1 / (1 - share)
+	var sum float64
+	for _, seed := range seeds {
+		base.Seed, bad.Seed = seed, seed
+		rb, _ := runTuned(t, base, tune)
+		r, _ := runTuned(t, bad, tune)
+		var maxS float64
+		for _, p := range r.Peers {
+			if p.Class == "peer" {
+				if !p.Completed {
+					t.Fatalf("seed %d: %s did not complete", seed, p.Name)
+				}
+				maxS = max(maxS, p.DoneS)
+			}
+		}
+		ratio := maxS / rb.Summarize().MaxS
+		sum += ratio
+		t.Logf("seed %d: x%.2f (their share %.0f%%: x%.2f)", seed, ratio, 100*share, bound)
+		if ratio > bound*1.25 {
+			t.Errorf("seed %d: x%.2f slower, more than 1.25 × x%.2f", seed, ratio, bound)
+		}
+	}
+	if mean := sum / float64(len(seeds)); mean > bound*1.1 {
+		t.Errorf("x%.2f slower on average, more than 1.1 × x%.2f", mean, bound)
 	}
 }
