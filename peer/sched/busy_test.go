@@ -286,3 +286,36 @@ func TestDeferredAgainEscalates(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxInflightCapsAllPeers: Config.MaxInflight caps the requests
+// outstanding over all peers, and a request that ends frees its place for
+// any peer, not only the one that answered.
+func TestMaxInflightCapsAllPeers(t *testing.T) {
+	const n = 10
+	s, err := sched.New(sched.Config{MaxInflightPerPeer: 4, MaxInflight: 2}, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, b := sched.NewBitset(n), sched.NewBitset(n)
+	a.Set(0)
+	a.Set(1)
+	for i := 2; i < n; i++ {
+		b.Set(i)
+	}
+	acts := s.Handle(now, sched.PeerConnected{Peer: "a", Have: a})
+	if got := requestsTo(acts, "a"); len(got) != 2 {
+		t.Fatalf("a got requests %v, want its two chunks", got)
+	}
+	acts = s.Handle(now, sched.PeerConnected{Peer: "b", Have: b})
+	if got := requestsTo(acts, "b"); len(got) != 0 {
+		t.Fatalf("b got requests %v with two outstanding, want none", got)
+	}
+	acts = s.Handle(now, sched.ChunkReceived{Peer: "a", Index: 0, Verified: true})
+	if got := requestsTo(acts, "b"); len(got) != 1 {
+		t.Fatalf("after a delivered, b got requests %v, want one", got)
+	}
+	if p := s.Progress(); p.Requests != 2 {
+		t.Fatalf("%d requests outstanding, want 2", p.Requests)
+	}
+}

@@ -40,7 +40,8 @@
 //     same blob spread over different chunks.
 //   - Pipelining: up to Config.MaxInflightPerPeer requests are outstanding
 //     at one peer. A stall (below) halves its window (to no less than 1);
-//     each chunk it delivers grows it back by one.
+//     each chunk it delivers grows it back by one. Config.MaxInflight, if
+//     set, caps the requests outstanding over all peers.
 //   - One request per chunk, except in endgame: once at most
 //     Config.EndgameThreshold chunks are missing, a peer that has nothing
 //     un-requested to fetch is asked for a chunk already requested

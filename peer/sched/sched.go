@@ -122,6 +122,10 @@ func (s *Scheduler) canAsk(p *peer) bool {
 	if p.paused {
 		return false
 	}
+	if s.cfg.MaxInflight > 0 && s.nreqs >= s.cfg.MaxInflight {
+		s.capped = true
+		return false
+	}
 	w := int(p.window)
 	if p.fallback && s.npeers > 0 {
 		w = min(w, s.cfg.MaxInflightPerOrigin)
@@ -151,6 +155,7 @@ type Scheduler struct {
 	started      bool
 	doneSent     bool
 	wakeAll      bool   // fill every peer at the end of this event
+	capped       bool   // a peer was not asked for want of room under Config.MaxInflight
 	tag          uint32 // tells this Scheduler's peers from others', for PeerRef
 	haveFrom     *peer  // the sender of the Have being handled
 	pending      Bitset
@@ -1354,6 +1359,10 @@ func (s *Scheduler) wake(i int32) {
 func (s *Scheduler) schedule() {
 	from := s.haveFrom
 	s.haveFrom = nil
+	if s.capped && s.nreqs < s.cfg.MaxInflight {
+		s.capped = false
+		s.wakeAll = true
+	}
 	if s.endgame() {
 		switch {
 		case from != nil && s.npending == 0 && !s.wakeAll:
