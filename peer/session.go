@@ -810,8 +810,6 @@ func (s *session) onRequest(m peerwire.Request) {
 		s.countFlood()
 		return
 	}
-	// Claim the chunk only once a slot is ours: a request refused for want
-	// of a slot must not hold the chunk back from the next peer that asks.
 	if s.e.deferHoarder(s.id) {
 		s.e.releaseSlot()
 		s.mu.Unlock()
@@ -819,6 +817,8 @@ func (s *session) onRequest(m peerwire.Request) {
 		reject(peerwire.RejectDeferred, "you pass on nothing: fetch it from the swarm")
 		return
 	}
+	// Claim the chunk only once a slot is ours: a request refused for want
+	// of a slot must not hold the chunk back from the next peer that asks.
 	esc := m.Flags&peerwire.RequestEscalated != 0
 	if !s.e.claimUpload(m.Chunk, s.id, esc, esc) {
 		s.e.releaseSlot()

@@ -199,10 +199,11 @@ type Scheduler struct {
 	// deferred holds the chunks an origin deferred (FailDeferred): origins
 	// are not asked for them until their entry in deferQ, in time order,
 	// expires.
-	deferred      Bitset
-	redeferred    Bitset
+	deferred Bitset
+	deferQ   []deferral
+	// firstDeferred is when an origin first deferred each missing chunk
+	// it has deferred (see deferChunk).
 	firstDeferred map[int32]time.Duration
-	deferQ        []deferral
 	// urgent holds the escalated chunks that failed on peers in earnest
 	// (a timeout, an error, corrupt data) or that only suspect peers
 	// hold: an origin is asked for them with Action.Escalated, which it
@@ -649,10 +650,10 @@ func (s *Scheduler) longBusy(p *peer) bool {
 // pass it on. If no peer has offered it yet when the origin defers it
 // again, at least suspectAfter (the wait without data that makes a peer
 // suspect of stalling) and DeferBackoff after it first did, the chunk
-// escalates: the
-// origin's copy went to a peer that hoards it, or that announces it too
-// slowly to matter (a slowloris peer's Have waits behind its trickle of
-// data), and the next request tells the origin so (Action.Escalated).
+// escalates: the origin's copy went to a peer that hoards it, or that
+// announces it too slowly to matter (a slowloris peer's Have waits behind
+// its trickle of data), and the next request tells the origin so
+// (Action.Escalated).
 // Until then the chunk stays deferred however often it is asked for, so
 // that on slow links, where Haves take seconds, the origin does not send
 // second copies.

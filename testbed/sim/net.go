@@ -258,10 +258,7 @@ func (sm *sim) onRequest(e event) {
 		int(p.queue.n) >= sm.lists.blk:
 		reason = sched.FailBusy
 		sm.st.busy++
-	case u.slots > 0 && sm.hoarder(u, di):
-		reason = sched.FailDeferred
-		sm.st.deferred++
-	case !sm.claim(u, di, e.idx, e.reason != 0, e.reason != 0):
+	case u.slots > 0 && sm.hoarder(u, di), !sm.claim(u, di, e.idx, e.reason != 0, e.reason != 0):
 		reason = sched.FailDeferred
 		sm.st.deferred++
 	default:
