@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -88,6 +89,20 @@ func (s *Scheduler) checkInvariants() error {
 			if !found {
 				return fmt.Errorf("peer %s paused but not in the paused list", p.id)
 			}
+		}
+		if bit := s.pausedSlots[p.slot>>6]&(1<<(p.slot&63)) != 0; bit != p.paused {
+			return fmt.Errorf("peer %s: paused %v, its slot's paused bit %v", p.id, p.paused, bit)
+		}
+	}
+	if !slices.EqualFunc(s.peers, s.peerSlot, func(p *peer, slot int32) bool { return p.slot == slot }) {
+		return fmt.Errorf("peerSlot %v disagrees with the peers' slots", s.peerSlot)
+	}
+	if len(s.pausedUntil) != len(s.paused) {
+		return fmt.Errorf("%d pauses, %d ends", len(s.paused), len(s.pausedUntil))
+	}
+	for k, p := range s.paused {
+		if p.gone || !p.paused || p.until != s.pausedUntil[k] {
+			return fmt.Errorf("paused peer %s: gone %v, paused %v, until %v, listed until %v", p.id, p.gone, p.paused, p.until, s.pausedUntil[k])
 		}
 	}
 	used := 0

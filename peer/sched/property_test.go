@@ -364,13 +364,34 @@ func (m *model) handle(ev Event) {
 	m.ev, m.wantHave, m.sawHave, m.wantBan, m.sawBan = ev, -1, false, "", false
 	m.before(ev)
 	var acts []Action
-	if e, ok := ev.(PeerHave); ok && m.events%2 == 0 {
-		// Every other Have goes through the handle API, which must
-		// behave the same (an unknown peer has the zero, stale ref).
-		ref, _ := m.s.Ref(e.Peer)
-		acts = m.s.HandleHave(nil, epoch.Add(m.now), ref, e.Index)
-	} else {
-		acts = m.s.Handle(epoch.Add(m.now), ev)
+	now := epoch.Add(m.now)
+	byRef := m.events%2 == 0
+	switch e := ev.(type) {
+	// Every other Have, failure and delivery goes through the handle
+	// API, which must behave the same (an unknown peer has the zero,
+	// stale ref; a corrupt chunk through it would count against no ID).
+	case PeerHave:
+		if byRef {
+			ref, _ := m.s.Ref(e.Peer)
+			acts = m.s.HandleHave(nil, now, ref, e.Index)
+			break
+		}
+		acts = m.s.Handle(now, ev)
+	case RequestFailed:
+		if byRef {
+			ref, _ := m.s.Ref(e.Peer)
+			acts = m.s.HandleFailed(nil, now, ref, e.Index, e.Reason)
+			break
+		}
+		acts = m.s.Handle(now, ev)
+	case ChunkReceived:
+		if ref, ok := m.s.Ref(e.Peer); ok && byRef {
+			acts = m.s.HandleReceived(nil, now, ref, e.Index, e.Verified)
+			break
+		}
+		acts = m.s.Handle(now, ev)
+	default:
+		acts = m.s.Handle(now, ev)
 	}
 	var trace []string
 	for _, a := range acts {

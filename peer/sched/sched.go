@@ -177,13 +177,18 @@ type Scheduler struct {
 	nescalated int
 	inflight   []int32 // requested chunks
 
-	peers    []*peer // connected, in connection order
-	byID     map[string]*peer
-	slots    []*peer           // connected peers by slot, nil for free slots
-	free     []int32           // free slots
-	offences map[string]int    // corrupt chunks per peer ID, across connections
-	banned   map[string]string // peer ID -> ban reason
-	excl     map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
+	peers []*peer // connected, in connection order
+	// peerSlot[k] is peers[k].slot, and pausedSlots has the slots of the
+	// paused peers: wake skips paused peers without touching them, each
+	// a cache miss away in a simulator.
+	peerSlot    []int32
+	pausedSlots []uint64
+	byID        map[string]*peer
+	slots       []*peer           // connected peers by slot, nil for free slots
+	free        []int32           // free slots
+	offences    map[string]int    // corrupt chunks per peer ID, across connections
+	banned      map[string]string // peer ID -> ban reason
+	excl        map[int32][]*peer // peers that failed a chunk; avoided for it while others have it
 	// Peers with requests outstanding, one list per timeout level, each by
 	// peer.since and so in the order they stall.
 	stallHead [stallLevels]*peer
@@ -191,7 +196,10 @@ type Scheduler struct {
 	gap       time.Duration // peer.gap over the samples of all peers: a new peer's first estimate
 	sampled   bool          // gap has a sample
 	paused    []*peer       // peers in busy backoff
-	nreqs     int           // outstanding requests, not counting suspect peers'
+	// pausedUntil[k] is paused[k].until, so that tick and NextTick find
+	// the pauses that end without touching the peers.
+	pausedUntil []time.Duration
+	nreqs       int // outstanding requests, not counting suspect peers'
 	// The peers that may become suspect, by since (peer.wprev, wnext).
 	watchHead, watchTail *peer
 	nsuspect             int     // suspect peers
@@ -352,10 +360,46 @@ func (s *Scheduler) Ref(id string) (ref PeerRef, ok bool) {
 func (s *Scheduler) HandleHave(dst []Action, now time.Time, ref PeerRef, index int) []Action {
 	s.out = dst
 	s.advance(now)
-	if p := ref.p; p != nil && p.tag == s.tag && !p.gone {
+	if p := s.live(ref); p != nil {
 		s.peerHaveP(p, index)
 	}
 	return s.finish()
+}
+
+// HandleFailed is HandleAppend for RequestFailed{Peer: the peer of ref,
+// Index: index, Reason: reason}, without the event's boxing and the look-up
+// by ID: a simulator delivers one for every busy answer.
+func (s *Scheduler) HandleFailed(dst []Action, now time.Time, ref PeerRef, index int, reason FailReason) []Action {
+	s.out = dst
+	s.advance(now)
+	if p := s.live(ref); p != nil {
+		s.failedP(p, index, reason)
+	}
+	return s.finish()
+}
+
+// HandleReceived is HandleAppend for ChunkReceived{Peer: the peer of ref,
+// Index: index, Verified: verified}. Through a stale ref the chunk counts
+// as one from a peer that disconnected: a verified one is accepted, a
+// corrupt one counts against the peer's ID.
+func (s *Scheduler) HandleReceived(dst []Action, now time.Time, ref PeerRef, index int, verified bool) []Action {
+	s.out = dst
+	s.advance(now)
+	var id string
+	if ref.p != nil {
+		id = ref.p.id
+	}
+	s.receivedFrom(s.live(ref), id, index, verified)
+	return s.finish()
+}
+
+// live returns the peer of ref, or nil if ref is stale or another
+// Scheduler's.
+func (s *Scheduler) live(ref PeerRef) *peer {
+	if p := ref.p; p != nil && p.tag == s.tag && !p.gone {
+		return p
+	}
+	return nil
 }
 
 // Prefetch reads the memory that HandleHave(ref, index) reads first, and
@@ -453,7 +497,9 @@ func (s *Scheduler) connect(e PeerConnected) {
 		p.slot = int32(len(s.slots))
 		s.slots = append(s.slots, p)
 	}
+	s.setPausedSlot(p.slot, false) // sizes pausedSlots for wake
 	s.peers = append(s.peers, p)
+	s.peerSlot = append(s.peerSlot, p.slot)
 	s.byID[p.id] = p
 	if !p.fallback {
 		s.npeers++
@@ -551,11 +597,16 @@ func forDiff(old, nb Bitset, lost, gained func(int32)) {
 }
 
 func (s *Scheduler) received(e ChunkReceived) {
-	if !s.inRange(e.Index) {
+	s.receivedFrom(s.byID[e.Peer], e.Peer, e.Index, e.Verified)
+}
+
+// receivedFrom handles chunk index from peer id, which is p if connected
+// (else p is nil).
+func (s *Scheduler) receivedFrom(p *peer, id string, index int, verified bool) {
+	if !s.inRange(index) {
 		return
 	}
-	i := int32(e.Index)
-	p := s.byID[e.Peer]
+	i := int32(index)
 	if p != nil && len(p.reqs) > 0 && p.reqs[0] == i {
 		s.sample(p)
 	}
@@ -563,7 +614,7 @@ func (s *Scheduler) received(e ChunkReceived) {
 	if had {
 		s.markDirty(p)
 	}
-	if e.Verified {
+	if verified {
 		if p != nil {
 			p.stats.Received++
 			p.streak, p.busy = 0, false
@@ -577,33 +628,39 @@ func (s *Scheduler) received(e ChunkReceived) {
 	if p != nil {
 		p.stats.Bad++
 	}
-	if !s.held.Has(e.Index) {
+	if !s.held.Has(index) {
 		s.penalize(i, p, true, true)
 	}
 	s.requeueIfIdle(i)
-	if _, ok := s.banned[e.Peer]; ok {
+	if _, ok := s.banned[id]; ok || id == "" {
 		return
 	}
-	s.offences[e.Peer]++
-	if n := s.offences[e.Peer]; n >= s.cfg.BanThreshold {
-		s.ban(e.Peer, p, fmt.Sprintf("%d chunks failed verification", n))
+	s.offences[id]++
+	if n := s.offences[id]; n >= s.cfg.BanThreshold {
+		s.ban(id, p, fmt.Sprintf("%d chunks failed verification", n))
 	}
 }
 
 func (s *Scheduler) failed(e RequestFailed) {
-	p := s.byID[e.Peer]
-	if p == nil || !s.inRange(e.Index) {
+	if p := s.byID[e.Peer]; p != nil {
+		s.failedP(p, e.Index, e.Reason)
+	}
+}
+
+// failedP handles connected peer p's rejection of its request for chunk
+// index.
+func (s *Scheduler) failedP(p *peer, index int, reason FailReason) {
+	if !s.inRange(index) {
 		return
 	}
-	i := int32(e.Index)
+	i := int32(index)
 	had := s.dropReq(p, i)
-	if e.Reason == FailNotFound {
+	if reason == FailNotFound {
 		s.clearHave(p, i)
 	}
 	if !had {
 		return
 	}
-	reason := e.Reason
 	if reason == FailDeferred && !p.fallback {
 		reason = FailBusy
 	}
@@ -691,6 +748,8 @@ func (s *Scheduler) pause(p *peer) {
 	p.until = s.now + d
 	p.paused = true
 	s.paused = append(s.paused, p)
+	s.pausedUntil = append(s.pausedUntil, p.until)
+	s.setPausedSlot(p.slot, true)
 }
 
 // progress: part of chunk idx arrived from peer id. If that is its oldest
@@ -861,19 +920,18 @@ func (s *Scheduler) tick() {
 		s.suspectPeers(d)
 	}
 	k := 0
-	for _, p := range s.paused {
-		switch {
-		case p.gone:
-		case p.until <= s.now:
-			p.paused = false
-			s.markDirty(p)
-		default:
-			s.paused[k] = p
+	for j, p := range s.paused {
+		if until := s.pausedUntil[j]; until > s.now {
+			s.paused[k], s.pausedUntil[k] = p, until
 			k++
+			continue
 		}
+		p.paused = false
+		s.setPausedSlot(p.slot, false)
+		s.markDirty(p)
 	}
 	clear(s.paused[k:])
-	s.paused = s.paused[:k]
+	s.paused, s.pausedUntil = s.paused[:k], s.pausedUntil[:k]
 	n := 0
 	for _, d := range s.deferQ {
 		if d.until > s.now {
@@ -1202,6 +1260,13 @@ func (s *Scheduler) removePeer(p *peer) {
 	p.have = Bitset{}
 	if k := slices.Index(s.peers, p); k >= 0 {
 		s.peers = slices.Delete(s.peers, k, k+1)
+		s.peerSlot = slices.Delete(s.peerSlot, k, k+1)
+	}
+	if p.paused {
+		k := slices.Index(s.paused, p)
+		s.paused = slices.Delete(s.paused, k, k+1)
+		s.pausedUntil = slices.Delete(s.pausedUntil, k, k+1)
+		s.setPausedSlot(p.slot, false)
 	}
 	delete(s.byID, p.id)
 	s.slots[p.slot] = nil
@@ -1347,10 +1412,26 @@ func (s *Scheduler) wake(i int32) {
 	if s.wakeAll || !s.pending.Has(int(i)) {
 		return
 	}
-	for _, p := range s.peers {
-		if p.have.Has(int(i)) && s.canAsk(p) {
+	for k, slot := range s.peerSlot {
+		if s.pausedSlots[slot>>6]&(1<<(slot&63)) != 0 {
+			continue // canAsk would say no
+		}
+		if p := s.peers[k]; p.have.Has(int(i)) && s.canAsk(p) {
 			s.markDirty(p)
 		}
+	}
+}
+
+// setPausedSlot records whether the peer in slot is paused.
+func (s *Scheduler) setPausedSlot(slot int32, paused bool) {
+	w := int(slot >> 6)
+	for len(s.pausedSlots) <= w {
+		s.pausedSlots = append(s.pausedSlots, 0)
+	}
+	if paused {
+		s.pausedSlots[w] |= 1 << (slot & 63)
+	} else {
+		s.pausedSlots[w] &^= 1 << (slot & 63)
 	}
 }
 
@@ -1622,9 +1703,9 @@ func (s *Scheduler) NextTick() (t time.Time, ok bool) {
 	if d, sampled := s.suspectAfter(); sampled && s.watchHead != nil && (!ok || s.watchHead.since+d < at) {
 		at, ok = s.watchHead.since+d, true
 	}
-	for _, p := range s.paused {
-		if !p.gone && (!ok || p.until < at) {
-			at, ok = p.until, true
+	for _, until := range s.pausedUntil {
+		if !ok || until < at {
+			at, ok = until, true
 		}
 	}
 	if len(s.deferQ) > 0 && (!ok || s.deferQ[0].until < at) {

@@ -426,8 +426,20 @@ func TestPeerRef(t *testing.T) {
 	if st, _ := s.PeerStats("p"); st.Have != 0 {
 		t.Errorf("a stale ref changed the new connection's advertisement: %d chunks", st.Have)
 	}
+	stale := ref
 	ref, _ = s.Ref("p")
 	check("fresh ref", s.HandleHave(nil, epoch, ref, 3), []Action{{Kind: Request, Peer: "p", Index: 3}})
+	// Failures and deliveries by ref: HandleFailed and HandleReceived.
+	check("failure through a stale ref", s.HandleFailed(nil, epoch, stale, 3, FailError), nil)
+	check("busy by ref", s.HandleFailed(nil, epoch, ref, 3, FailBusy), nil)
+	if st, _ := s.PeerStats("p"); st.Failures != 1 || st.Inflight != 0 {
+		t.Errorf("after one busy answer by ref: %+v, want 1 failure and no request outstanding", st)
+	}
+	check("chunk through a stale ref", s.HandleReceived(nil, epoch, stale, 3, true), []Action{{Kind: Have, Index: 3}})
+	check("corrupt chunk by ref", s.HandleReceived(nil, epoch, ref, 2, false), nil)
+	if st, _ := s.PeerStats("p"); st.Bad != 1 {
+		t.Errorf("after a corrupt chunk by ref: %+v, want 1 bad", st)
+	}
 }
 
 // HandleHave allocates nothing either.

@@ -2,7 +2,7 @@ package sim
 
 import (
 	"math"
-	"slices"
+	"time"
 
 	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/peer/sched"
@@ -21,6 +21,9 @@ type conn struct {
 	// ctlAt[k] is when the last message host[k] sent arrives: a
 	// connection delivers in order, jitter or not.
 	ctlAt [2]int64
+	// slot[k] is the connection's index in host[k]'s conns, nbrs and
+	// refs.
+	slot [2]int32
 }
 
 // side returns the side of host h in c.
@@ -83,6 +86,7 @@ func (sm *sim) newConn(a, b int32) int32 {
 	ha.conns, ha.nbrs, ha.refs = append(ha.conns, ci), append(ha.nbrs, b), append(ha.refs, sched.PeerRef{})
 	hb.conns, hb.nbrs, hb.refs = append(hb.conns, ci), append(hb.nbrs, a), append(hb.refs, sched.PeerRef{})
 	hb.inbound++
+	c.slot = [2]int32{int32(len(ha.conns) - 1), int32(len(hb.conns) - 1)}
 	return ci
 }
 
@@ -116,10 +120,14 @@ func (sm *sim) closeConn(ci int32) {
 	}
 	for k, hi := range c.host {
 		h := &sm.hosts[hi]
-		j := slices.Index(h.conns, ci)
-		last := len(h.conns) - 1
+		j := c.slot[k]
+		last := int32(len(h.conns) - 1)
 		h.conns[j], h.nbrs[j], h.refs[j] = h.conns[last], h.nbrs[last], h.refs[last]
 		h.conns, h.nbrs, h.refs = h.conns[:last], h.nbrs[:last], h.refs[:last]
+		if j != last {
+			m := &sm.conns[h.conns[j]]
+			m.slot[m.side(hi)] = j
+		}
 		if k == 0 {
 			h.outbound--
 		} else {
@@ -313,8 +321,16 @@ func (sm *sim) onReject(e event) {
 	if !sm.lists.removeID(&c.pipes[k].want, e.id) {
 		return // cancelled meanwhile
 	}
-	sm.evFail = sched.RequestFailed{Peer: sm.hosts[c.host[k]].id, Index: int(e.idx), Reason: sched.FailReason(e.reason)}
-	sm.handle(c.host[1-k], &sm.evFail)
+	u, di := &sm.hosts[c.host[k]], c.host[1-k]
+	if sc, ref := sm.scheds[di], u.refs[c.slot[k]]; sc != nil && ref != (sched.PeerRef{}) {
+		// By handle, as handle would by ID.
+		sm.st.handles++
+		sm.acts = sc.HandleFailed(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ref, int(e.idx), sched.FailReason(e.reason))
+		sm.apply(di, &sm.evFail, sm.acts)
+		return
+	}
+	sm.evFail = sched.RequestFailed{Peer: u.id, Index: int(e.idx), Reason: sched.FailReason(e.reason)}
+	sm.handle(di, &sm.evFail)
 }
 
 // onCancel: the uploader drops a cancelled request, mid-chunk if it is
@@ -392,6 +408,12 @@ func (sm *sim) onData(e event) {
 		d.fromOrigins += size
 	default:
 		d.fromPeers += size
+	}
+	if sc, ref := sm.scheds[di], u.refs[c.slot[k]]; sc != nil && ref != (sched.PeerRef{}) {
+		sm.st.handles++
+		sm.acts = sc.HandleReceived(sm.acts[:0], epoch.Add(time.Duration(sm.now)), ref, int(e.idx), ok)
+		sm.apply(di, &sm.evRecv, sm.acts)
+		return
 	}
 	sm.evRecv = sched.ChunkReceived{Peer: u.id, Index: int(e.idx), Verified: ok}
 	sm.handle(di, &sm.evRecv)
