@@ -21,11 +21,14 @@ type Event interface{ isEvent() }
 // Origin marks an origin, a seeder of last resort (see OriginPolicy). A
 // second PeerConnected for a connected peer replaces the connection, as a
 // disconnect followed by a connect would. A banned peer stays banned: the
-// answer is another Ban action.
+// answer is another Ban action. Tag is the driver's own: the scheduler
+// copies it into the Requests and Cancels for this connection (a simulator
+// keeps its connection's index there).
 type PeerConnected struct {
 	Peer   string
 	Origin bool
 	Have   Bitset
+	Tag    uint32
 }
 
 // PeerDisconnected: the connection to Peer is gone. Its outstanding
@@ -176,6 +179,9 @@ type Action struct {
 	// the peers advertising it failed or look stalled on: the origin
 	// should serve it even if it sent it to another peer a moment ago.
 	Escalated bool
+	// Tag is PeerConnected.Tag of the connection a Request or Cancel is
+	// for.
+	Tag uint32
 }
 
 // String formats a as in the golden test scripts: "request p1 3",

@@ -87,6 +87,7 @@ type peer struct {
 	skips   uint8 // picks left that go straight to pickSparse
 	streak  uint8 // busy pauses since it last delivered a chunk: the next pause is BusyBackoff << streak
 	id      string
+	userTag uint32 // PeerConnected.Tag
 	until   time.Duration
 	// busySince is when the first of its busy answers since it last
 	// delivered a chunk came (valid while busy).
@@ -463,6 +464,7 @@ func (s *Scheduler) connect(e PeerConnected) {
 	p := &peer{
 		id:       e.Peer,
 		tag:      s.tag,
+		userTag:  e.Tag,
 		origin:   e.Origin,
 		fallback: e.Origin && s.cfg.OriginPolicy == OriginFallback,
 		window:   uint16(s.cfg.MaxInflightPerPeer),
@@ -968,7 +970,7 @@ func (s *Scheduler) stalled(p *peer) {
 			s.chunks[i].nreq--
 			s.nreqs--
 		}
-		s.emit(Action{Kind: Cancel, Peer: p.id, Index: int(i)})
+		s.emit(Action{Kind: Cancel, Peer: p.id, Index: int(i), Tag: p.userTag})
 	}
 	p.stats.Timeouts += len(p.reqs)
 	p.window = max(1, p.window/2)
@@ -1017,7 +1019,7 @@ func (s *Scheduler) request(p *peer, i int32) {
 	p.reqs = append(p.reqs, i)
 	p.nreqs++
 	p.stats.Requests++
-	s.emit(Action{Kind: Request, Peer: p.id, Index: int(i), Escalated: p.fallback && s.escalated.Has(int(i)) && s.urgent.Has(int(i))})
+	s.emit(Action{Kind: Request, Peer: p.id, Index: int(i), Escalated: p.fallback && s.escalated.Has(int(i)) && s.urgent.Has(int(i)), Tag: p.userTag})
 }
 
 // dropReq forgets p's outstanding request for chunk i, if any. The chunk
@@ -1172,7 +1174,7 @@ func (s *Scheduler) cancelAll(i int32) {
 			break
 		}
 		if s.dropReq(q, i) {
-			s.emit(Action{Kind: Cancel, Peer: q.id, Index: int(i)})
+			s.emit(Action{Kind: Cancel, Peer: q.id, Index: int(i), Tag: q.userTag})
 			s.markDirty(q)
 		}
 	}

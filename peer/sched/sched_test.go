@@ -543,3 +543,19 @@ func TestSchedulerLayout(t *testing.T) {
 		t.Errorf("the fields a PeerHave touches end at byte %d, want at most 256", end)
 	}
 }
+
+// The driver's tag of a connection comes back in its Requests and Cancels.
+func TestTagInActions(t *testing.T) {
+	s, err := New(Config{MaxInflightPerPeer: 1, MaxDuplicates: 1}, 2, Bitset{}, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := s.Handle(epoch, PeerConnected{Peer: "p", Have: BitsetOf(2, 1), Tag: 7})
+	if want := []Action{{Kind: Request, Peer: "p", Index: 1, Tag: 7}}; !slices.Equal(acts, want) {
+		t.Fatalf("connect: %v, want %v", acts, want)
+	}
+	acts = s.Handle(epoch, ChunkStoredLocally{Index: 1})
+	if len(acts) == 0 || acts[0] != (Action{Kind: Cancel, Peer: "p", Index: 1, Tag: 7}) {
+		t.Fatalf("stored locally: %+v, want a Cancel with tag 7 first", acts)
+	}
+}

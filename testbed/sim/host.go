@@ -192,16 +192,16 @@ func (sm *sim) dialDone(e event) {
 		sm.st.dialsFailed++
 		return
 	}
-	sm.newConn(hi, q)
+	tag := uint32(sm.newConn(hi, q)) + 1 // 0: no tag
 	if sm.scheds[hi] != nil {
-		sm.evConn = sched.PeerConnected{Peer: o.id, Origin: o.origin, Have: sm.advertised(o)}
+		sm.evConn = sched.PeerConnected{Peer: o.id, Origin: o.origin, Have: sm.advertised(o), Tag: tag}
 		sm.handle(hi, &sm.evConn)
 	}
 	if sc := sm.scheds[hi]; sc != nil {
 		o.refs[len(o.refs)-1], _ = sc.Ref(o.id) // o's handle in h's scheduler
 	}
 	if sm.scheds[q] != nil {
-		sm.evConn = sched.PeerConnected{Peer: h.id, Origin: h.origin, Have: sm.advertised(h)}
+		sm.evConn = sched.PeerConnected{Peer: h.id, Origin: h.origin, Have: sm.advertised(h), Tag: tag}
 		sm.handle(q, &sm.evConn)
 	}
 	if sc := sm.scheds[q]; sc != nil {

@@ -142,6 +142,20 @@ func (sm *sim) closeConn(ci int32) {
 	sm.handle(b, &sm.evDisc)
 }
 
+// connOfAction returns the connection a Request or Cancel action of h's
+// scheduler is for, by its tag (the connection's index + 1), and the
+// uploader's side of it, or -1.
+func (sm *sim) connOfAction(h int32, a *sched.Action) (int32, int) {
+	if ci := int32(a.Tag) - 1; ci >= 0 {
+		if c := &sm.conns[ci]; c.live {
+			if k := 1 - c.side(h); c.host[1-k] == h {
+				return ci, k
+			}
+		}
+	}
+	return sm.connBetween(h, hostIndex(a.Peer))
+}
+
 // connBetween returns the connection of h with q and q's side of it, or
 // -1.
 func (sm *sim) connBetween(h, q int32) (int32, int) {
@@ -206,11 +220,12 @@ func (sm *sim) send(ci int32, from int, e event) {
 	sm.q.push(e)
 }
 
-// sendRequest carries out a Request action of d's scheduler: chunk i from
-// u. Like the engine, it drops a request for a peer it has no connection
-// with (the scheduler times it out).
-func (sm *sim) sendRequest(d, u int32, i int, escalated bool) {
-	ci, k := sm.connBetween(d, u)
+// sendRequest carries out Request action a of d's scheduler. Like the
+// engine, it drops a request for a peer it has no connection with (the
+// scheduler times it out).
+func (sm *sim) sendRequest(d int32, a sched.Action) {
+	i := a.Index
+	ci, k := sm.connOfAction(d, &a)
 	if ci < 0 {
 		sm.st.lostRequests++
 		return
@@ -223,13 +238,14 @@ func (sm *sim) sendRequest(d, u int32, i int, escalated bool) {
 	}
 	p.nextID = id
 	sm.st.requests++
-	sm.send(ci, 1-k, event{kind: evRequest, id: id, idx: int32(i), reason: boolByte(escalated)})
+	sm.send(ci, 1-k, event{kind: evRequest, id: id, idx: int32(i), reason: boolByte(a.Escalated)})
 }
 
-// sendCancel carries out a Cancel action: d forgets the request at once
-// (a late answer is discarded) and tells u.
-func (sm *sim) sendCancel(d, u int32, i int) {
-	ci, k := sm.connBetween(d, u)
+// sendCancel carries out Cancel action a of d's scheduler: d forgets the
+// request at once (a late answer is discarded) and tells the uploader.
+func (sm *sim) sendCancel(d int32, a sched.Action) {
+	i := a.Index
+	ci, k := sm.connOfAction(d, &a)
 	if ci < 0 {
 		return
 	}

@@ -485,12 +485,12 @@ func (sm *sim) apply(hi int32, ev sched.Event, acts []sched.Action) {
 		switch a.Kind {
 		case sched.Request:
 			rearm = true
-			sm.sendRequest(hi, hostIndex(a.Peer), a.Index, a.Escalated)
+			sm.sendRequest(hi, a)
 		case sched.Cancel:
 			if ev == &sm.evTick {
 				sm.st.timeouts++
 			}
-			sm.sendCancel(hi, hostIndex(a.Peer), a.Index)
+			sm.sendCancel(hi, a)
 		case sched.Ban:
 			sm.ban(hi, hostIndex(a.Peer))
 		case sched.Have:
