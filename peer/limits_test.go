@@ -53,6 +53,11 @@ func TestUploadSlots(t *testing.T) {
 	if busy == 0 {
 		t.Errorf("no request was refused for want of a slot")
 	}
+	// The downloaders acknowledged every chunk (peerwire.Received), so no
+	// slot waited out its 30 s.
+	if n := c.Origin.Stats().UploadUnacked; n != 0 {
+		t.Errorf("%d upload slots were freed without a Received", n)
+	}
 	if got := metricValue(t, c.Origin.Registry, "p2pd_peer_upload_busy_total"); got != float64(busy) {
 		t.Errorf("upload_busy metric %v, stats %d", got, busy)
 	}
@@ -563,10 +568,42 @@ type rawConn struct {
 // dialRaw opens a rawConn to n from a fresh host, Hello exchanged.
 func dialRaw(t *testing.T, n *peertest.Node) *rawConn {
 	t.Helper()
+	return dialRawWith(t, n, 0)
+}
+
+// dialRawWith is dialRaw advertising features in the Hello.
+func dialRawWith(t *testing.T, n *peertest.Node, features uint32) *rawConn {
+	t.Helper()
 	h := rawHost(t)
 	s, dec := rawStream(t, h, n)
-	hello(t, h, s, dec)
+	helloWith(t, h, s, dec, features)
 	return &rawConn{s: s, dec: dec}
+}
+
+// fetch requests chunk c and reads all of it: it returns "Data" once the
+// last byte has arrived, or the Reject's code, and the request's ID.
+func (cn *rawConn) fetch(t *testing.T, c chunker.Digest) (string, uint32) {
+	t.Helper()
+	cn.req++
+	if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := cn.dec.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch a := msg.(type) {
+		case peerwire.Reject:
+			if a.ReqID == cn.req {
+				return a.Code.String(), cn.req
+			}
+		case peerwire.Data:
+			if a.ReqID == cn.req && int(a.Offset)+len(a.Payload) == int(a.Total) {
+				return a.Type().String(), cn.req
+			}
+		}
+	}
 }
 
 // ask requests chunk c and returns the first answer to the request, "Data"
@@ -594,4 +631,80 @@ func (cn *rawConn) ask(t *testing.T, c chunker.Digest, flags peerwire.RequestFla
 			}
 		}
 	}
+}
+
+// An uploader keeps a request's slot until the requester says it received
+// the chunk (peerwire.Received), if the requester's Hello says it will: not
+// merely until the bytes are in the stream's buffers. Without a Received
+// the slot is freed writeTimeout (30 s) after the last byte was written. A
+// requester that does not advertise the feature frees the slot on write.
+func TestUploadSlotHeldUntilReceived(t *testing.T) {
+	n, clk := startFakeClockOrigin(t, func(cfg *peer.Config) {
+		cfg.UploadSlots = 1
+		cfg.ResendWindow = -1
+	})
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(23, 1<<20)), peertest.SmallChunks)
+	if len(m.Chunks) < 6 {
+		t.Fatalf("%d chunks, want at least 6", len(m.Chunks))
+	}
+	ask := func(cn *rawConn, k int) (string, uint32) {
+		t.Helper()
+		return cn.fetch(t, m.Chunks[k].Digest)
+	}
+	fetch := func(who string, cn *rawConn, k int) uint32 {
+		t.Helper()
+		got, id := ask(cn, k)
+		if got != "Data" {
+			t.Fatalf("%s, chunk %d with the slot free: %s, want Data", who, k, got)
+		}
+		return id
+	}
+
+	a := dialRawWith(t, n, peerwire.FeatureReceived)
+	id := fetch("acknowledging peer", a, 0)
+	if got, _ := ask(a, 1); got != "Busy" {
+		t.Fatalf("chunk 1 before chunk 0's Received: %s, want Busy (the slot is still held)", got)
+	}
+	if err := peerwire.Encode(a.s, peerwire.Received{ReqID: id}); err != nil {
+		t.Fatal(err)
+	}
+	// The Received and the next request travel in order on the stream.
+	fetch("acknowledging peer after its Received", a, 1)
+
+	// Unacknowledged, the slot is freed after 30 s.
+	if got, _ := ask(a, 2); got != "Busy" {
+		t.Fatalf("chunk 2 before chunk 1's Received: %s, want Busy", got)
+	}
+	clk.Advance(31 * time.Second)
+	for tries := 0; ; tries++ {
+		got, _ := ask(a, 2)
+		if got == "Data" {
+			break
+		}
+		if tries == 200 {
+			t.Fatalf("chunk 2, 31 s after chunk 1 was written without a Received: still %s", got)
+		}
+		time.Sleep(10 * time.Millisecond) // the session's writer wakes on the fake clock
+	}
+	if got := metricValue(t, n.Registry, "p2pd_peer_upload_unacked_total"); got != 1 {
+		t.Errorf("upload_unacked metric %v, want 1", got)
+	}
+	if got := n.Stats().UploadUnacked; got != 1 {
+		t.Errorf("Stats.UploadUnacked %d, want 1", got)
+	}
+	a.s.Reset() // frees chunk 2's slot: the session ends
+
+	// A 1.0 peer never acknowledges: its slot is freed once written.
+	b := dialRaw(t, n)
+	for tries := 0; ; tries++ {
+		got, _ := ask(b, 3)
+		if got == "Data" {
+			break
+		}
+		if tries == 200 {
+			t.Fatalf("chunk 3 after the first session ended: still %s", got)
+		}
+		time.Sleep(10 * time.Millisecond) // polls for the reset session's cleanup
+	}
+	fetch("peer without the feature", b, 4)
 }

@@ -56,6 +56,10 @@ type Stats struct {
 	// UploadHoarder counts requests deferred because the requester hoards
 	// what this engine sends it (see Config.ResendWindow).
 	UploadHoarder uint64
+	// UploadUnacked counts upload slots freed because the requester, which
+	// acknowledges what it receives (peerwire.FeatureReceived), sent no
+	// Received for writeTimeout after the upload's last byte was written.
+	UploadUnacked uint64
 	// RequestTimeouts counts chunk requests this engine cancelled because
 	// the peer stalled: it sent nothing towards its oldest request for
 	// the request timeout (sched.Config.RequestTimeout).
@@ -86,14 +90,15 @@ type metrics struct {
 	deferred     prometheus.Counter
 	escalated    prometheus.Counter
 	hoarder      prometheus.Counter
+	unacked      prometheus.Counter
 	timeouts     prometheus.Counter
 	pullDuration prometheus.Histogram
 	pullChecks   *prometheus.CounterVec
 
 	// Mirrors of the counters for Stats.
-	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nHoarder, nTimeouts atomic.Uint64
-	nUpDelay, nDownDelay                                                                                                  atomic.Int64
-	nConns                                                                                                                atomic.Int64
+	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nHoarder, nUnacked, nTimeouts atomic.Uint64
+	nUpDelay, nDownDelay                                                                                                            atomic.Int64
+	nConns                                                                                                                          atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -150,6 +155,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "p2pd_peer_upload_hoarder_deferred_total",
 			Help: "Chunk requests refused (Reject Deferred) while other uploads were running because the requester hoards: a chunk sent to it was later asked for in an escalated request, as its holders had not passed it on.",
 		}),
+		unacked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_peer_upload_unacked_total",
+			Help: "Upload slots freed without the requester's Received, 30 s after the upload's last byte was written (an uploader holds a slot until the requester says the data arrived).",
+		}),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_peer_request_timeouts_total",
 			Help: "Chunk requests cancelled because the peer stalled: it sent nothing towards its oldest request for the request timeout.",
@@ -174,7 +183,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.downloaded, m.uploaded, m.verified, m.rejected, m.bans, m.penalties,
-		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.hoarder, m.timeouts, m.pullDuration, m.pullChecks,
+		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.hoarder, m.unacked, m.timeouts, m.pullDuration, m.pullChecks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer: register metrics: %w", err)
@@ -204,6 +213,7 @@ func (m *metrics) uploadBusy()      { m.busy.Inc(); m.nBusy.Add(1) }
 func (m *metrics) uploadDeferred()  { m.deferred.Inc(); m.nDeferred.Add(1) }
 func (m *metrics) uploadEscalated() { m.escalated.Inc(); m.nEscalated.Add(1) }
 func (m *metrics) uploadHoarder()   { m.hoarder.Inc(); m.nHoarder.Add(1) }
+func (m *metrics) uploadUnacked()   { m.unacked.Inc(); m.nUnacked.Add(1) }
 func (m *metrics) requestTimeout()  { m.timeouts.Inc(); m.nTimeouts.Add(1) }
 
 // pullVerified counts a pull bound to its digest by "manifest" or "blob".
@@ -250,6 +260,7 @@ func (m *metrics) stats() Stats {
 		UploadDeferred:    m.nDeferred.Load(),
 		UploadEscalated:   m.nEscalated.Load(),
 		UploadHoarder:     m.nHoarder.Load(),
+		UploadUnacked:     m.nUnacked.Load(),
 		RequestTimeouts:   m.nTimeouts.Load(),
 		UploadRateDelay:   time.Duration(m.nUpDelay.Load()),
 		DownloadRateDelay: time.Duration(m.nDownDelay.Load()),

@@ -66,7 +66,13 @@ func rawStream(t *testing.T, h host.Host, n *peertest.Node) (network.Stream, *pe
 // hello does the handshake on a raw stream.
 func hello(t *testing.T, h host.Host, s network.Stream, dec *peerwire.Decoder) {
 	t.Helper()
-	if err := peerwire.Encode(s, peerwire.Hello{Version: peerwire.Version, PeerID: h.ID().String()}); err != nil {
+	helloWith(t, h, s, dec, 0)
+}
+
+// helloWith is hello advertising features (peerwire.Hello.Features).
+func helloWith(t *testing.T, h host.Host, s network.Stream, dec *peerwire.Decoder, features uint32) {
+	t.Helper()
+	if err := peerwire.Encode(s, peerwire.Hello{Version: peerwire.Version, PeerID: h.ID().String(), Features: features}); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := dec.Next()

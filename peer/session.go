@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,10 @@ type session struct {
 	stream   network.Stream
 	outbound bool        // we opened the stream
 	origin   atomic.Bool // the tracker says the remote is an origin
+	// acks: the remote's Hello advertised peerwire.FeatureReceived, so it
+	// acknowledges the chunks it receives, and an upload to it holds its
+	// slot until then. Set by the handshake.
+	acks bool
 	// established is when the session was registered; set under Engine.mu.
 	established time.Time
 	log         *slog.Logger
@@ -96,11 +101,15 @@ type session struct {
 	upWake    chan struct{} // uploader: uploads queued
 	ready     chan *upload  // uploader to writer: uploads with their data
 
-	mu             sync.Mutex
-	closed         bool
-	ctrl           []peerwire.Message
-	queue          []*upload          // accepted uploads not yet read
-	active         map[uint32]*upload // accepted uploads by request ID
+	mu     sync.Mutex
+	closed bool
+	ctrl   []peerwire.Message
+	queue  []*upload          // accepted uploads not yet read
+	active map[uint32]*upload // accepted uploads by request ID
+	// held are the uploads written in full that wait for the remote's
+	// Received (see session.acks), oldest first; each still holds its
+	// slot, for at most writeTimeout after its last byte was written.
+	held           []*upload
 	manifestJobs   int
 	remoteInterest map[chunker.Digest]struct{}
 	nextReq        uint32
@@ -122,8 +131,11 @@ type upload struct {
 	data     []byte // what is sent: the chunk (or manifest) in full
 	off      int    // next byte of data to send
 	slot     bool   // holds an upload slot
-	canceled atomic.Bool
-	finished atomic.Bool
+	// heldUntil is when a held upload (session.held) frees its slot
+	// without a Received.
+	heldUntil time.Time
+	canceled  atomic.Bool
+	finished  atomic.Bool
 	// stopRead, while the chunk is read from the store, abandons the
 	// read (guarded by session.mu): a Cancel from the requester frees the
 	// upload's slot even if the store never answers.
@@ -210,7 +222,7 @@ var errHandshake = errors.New("handshake failed")
 func (s *session) handshake() error {
 	_ = s.stream.SetDeadline(time.Now().Add(s.e.cfg.DialTimeout))
 	defer s.stream.SetDeadline(time.Time{})
-	if err := peerwire.Encode(s.bw, peerwire.Hello{Version: peerwire.Version, PeerID: s.e.selfID}); err != nil {
+	if err := peerwire.Encode(s.bw, peerwire.Hello{Version: peerwire.Version, PeerID: s.e.selfID, Features: peerwire.FeatureReceived}); err != nil {
 		return err
 	}
 	if err := s.bw.Flush(); err != nil {
@@ -237,6 +249,7 @@ func (s *session) handshake() error {
 		s.sendSessionReject(peerwire.RejectBadRequest, "Hello peer ID does not match the connection")
 		return fmt.Errorf("%w: Hello names peer %q", errHandshake, h.PeerID)
 	}
+	s.acks = h.Features&peerwire.FeatureReceived != 0
 	return nil
 }
 
@@ -359,9 +372,13 @@ func (s *session) writeLoop() {
 		cur     *upload
 		readyAt time.Time // when cur's next piece may go, under the rate limit
 		timer   = s.e.clock.NewTimer(time.Hour)
+		// heldTimer: the next held upload's time is up (expireHeld).
+		heldTimer = s.e.clock.NewTimer(time.Hour)
 	)
 	timer.Stop()
 	defer timer.Stop()
+	heldTimer.Stop()
+	defer heldTimer.Stop()
 	defer func() {
 		if cur != nil {
 			s.finishUpload(cur)
@@ -369,6 +386,7 @@ func (s *session) writeLoop() {
 	}()
 	piece := s.e.cfg.PieceSize
 	for {
+		heldNext, heldOK := s.expireHeld()
 		s.mu.Lock()
 		batch := s.ctrl
 		s.ctrl = spare[:0]
@@ -433,7 +451,11 @@ func (s *session) writeLoop() {
 					// nobody can fetch it from this peer's requester.
 					s.e.claimUpload(cur.digest, s.id, true, false)
 				}
-				s.finishUpload(cur)
+				if !cur.manifest && cur.slot && s.acks {
+					s.hold(cur)
+				} else {
+					s.finishUpload(cur)
+				}
 				cur = nil
 			}
 			continue
@@ -442,13 +464,71 @@ func (s *session) writeLoop() {
 			s.writeFailed(err)
 			return
 		}
+		var expire <-chan time.Time
+		if heldOK {
+			heldTimer.Reset(heldNext.Sub(s.e.clock.Now()))
+			expire = heldTimer.C()
+		}
 		select {
 		case <-s.wake:
 		case cur = <-s.ready:
+		case <-expire:
 		case <-s.ctx.Done():
 			return
 		}
+		heldTimer.Stop()
 	}
+}
+
+// hold keeps upload u's slot, written in full, until the remote says it
+// received it (onReceived), cancels it, or for writeTimeout. An upload is
+// on the link, not done, when its bytes are in the stream's window and the
+// kernel's buffers: a slot freed then lets the uploader take on more
+// uploads than its link carries, and what it sends to a slow receiver
+// (requests, Haves) waits behind them.
+func (s *session) hold(u *upload) {
+	u.heldUntil = s.e.clock.Now().Add(writeTimeout)
+	s.mu.Lock()
+	s.held = append(s.held, u)
+	s.mu.Unlock()
+}
+
+// unhold takes the held upload of request id off the list and frees it;
+// it reports whether there was one.
+func (s *session) unhold(id uint32) bool {
+	s.mu.Lock()
+	k := slices.IndexFunc(s.held, func(u *upload) bool { return u.req == id })
+	var u *upload
+	if k >= 0 {
+		u = s.held[k]
+		s.held = slices.Delete(s.held, k, k+1)
+	}
+	s.mu.Unlock()
+	if u != nil {
+		s.finishUpload(u)
+	}
+	return u != nil
+}
+
+// expireHeld frees the held uploads whose time is up, and returns when the
+// next one's is.
+func (s *session) expireHeld() (next time.Time, ok bool) {
+	now := s.e.clock.Now()
+	var expired []*upload
+	s.mu.Lock()
+	for len(s.held) > 0 && !s.held[0].heldUntil.After(now) {
+		expired = append(expired, s.held[0])
+		s.held = slices.Delete(s.held, 0, 1)
+	}
+	if len(s.held) > 0 {
+		next, ok = s.held[0].heldUntil, true
+	}
+	s.mu.Unlock()
+	for _, u := range expired {
+		s.e.met.uploadUnacked()
+		s.finishUpload(u)
+	}
+	return next, ok
 }
 
 func (s *session) writeFailed(err error) {
@@ -749,8 +829,11 @@ func (s *session) dispatch(msg peerwire.Message) error {
 			if stop != nil {
 				stop()
 			}
+			s.unhold(m.ReqID)
 			notify(s.wake)
 		}
+	case peerwire.Received:
+		s.unhold(m.ReqID)
 	case peerwire.GetManifest:
 		s.onGetManifest(m)
 	case peerwire.Data:
@@ -933,6 +1016,9 @@ func (s *session) onData(m peerwire.Data) error {
 	if !current {
 		s.e.bufs.put(r.buf)
 		return nil
+	}
+	if s.acks {
+		s.send(peerwire.Received{ReqID: m.ReqID}) // the uploader's slot is free
 	}
 	s.e.queuePut(s.ctx, &putJob{dl: r.dl, s: s, idx: r.idx, digest: r.digest, data: r.buf, origin: origin})
 	return nil

@@ -57,7 +57,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"frame claims 2 GiB", be.AppendUint32(nil, 1<<31), ErrFrameTooLarge},
 		{"frame claims 4 GiB", []byte{0xff, 0xff, 0xff, 0xff}, ErrFrameTooLarge},
 		{"type 0", cat(header(9, 0), make([]byte, 8)), ErrUnknownType},
-		{"type 13", cat(header(9, 13), make([]byte, 8)), ErrUnknownType},
+		{"type 14", cat(header(9, 14), make([]byte, 8)), ErrUnknownType},
 		{"type 255", header(1, 255), ErrUnknownType},
 		{"ping trailing byte", cat(withLen(ping, 10), []byte{0}), ErrMalformed},
 		{"ping short", withLen(ping, 8)[:12], ErrMalformed},

@@ -26,8 +26,8 @@
 // in other languages.
 //
 // Versioning: each side's first frame is a Hello carrying Version (major in
-// the high byte, minor in the low byte) and Features (capability bits, all
-// reserved in 1.0; unknown bits are ignored). A peer whose major version
+// the high byte, minor in the low byte) and Features (capability bits:
+// FeatureReceived since 1.1; unknown bits are ignored). A peer whose major version
 // differs (see Compatible) is answered with Reject{ReqID: 0, Code:
 // RejectVersion} and the stream is closed; minor versions only add message
 // types and codes, and a new message type is only sent to a peer whose

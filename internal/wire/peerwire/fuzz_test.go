@@ -48,6 +48,7 @@ func seeds() map[string][]byte {
 		Reject{ReqID: 3, Code: RejectNotFound, Reason: "no such chunk"},
 		Ping{Nonce: 42},
 		Pong{Nonce: 42},
+		Received{ReqID: 2},
 	}
 	out := map[string][]byte{}
 	var stream []byte
@@ -221,7 +222,7 @@ func TestSeedCorpus(t *testing.T) {
 			seen[ty] = true
 		}
 	}
-	for ty := TypeHello; ty <= TypePong; ty++ {
+	for ty := TypeHello; ty <= TypeReceived; ty++ {
 		if !seen[ty] {
 			t.Errorf("no file in %s decodes to a %s", seedDir, ty)
 		}

@@ -13,8 +13,17 @@ const ProtocolID = "/p2pd/chunks/1.0.0"
 
 // Version is the protocol version this package speaks, as sent in
 // Hello.Version: the major version in the high byte, the minor in the low
-// byte (1.0).
-const Version uint16 = 1<<8 | 0
+// byte (1.1: 1.0 and Received).
+const Version uint16 = 1<<8 | 1
+
+// Hello.Features bits.
+const (
+	// FeatureReceived: the sender acknowledges every chunk request it
+	// receives in full with a Received frame, and understands one (since
+	// 1.1). An uploader holds a request's upload slot until its Received
+	// arrives, but only for a peer that advertises this.
+	FeatureReceived uint32 = 1 << 0
+)
 
 // VersionMajor returns the high byte of a Hello.Version.
 func VersionMajor(v uint16) uint8 { return uint8(v >> 8) }
@@ -61,6 +70,7 @@ const (
 	TypeReject       Type = 10
 	TypePing         Type = 11
 	TypePong         Type = 12
+	TypeReceived     Type = 13
 )
 
 var typeNames = [...]string{
@@ -68,6 +78,7 @@ var typeNames = [...]string{
 	TypeHave: "Have", TypeGetManifest: "GetManifest", TypeManifestData: "ManifestData",
 	TypeRequest: "Request", TypeData: "Data", TypeCancel: "Cancel",
 	TypeReject: "Reject", TypePing: "Ping", TypePong: "Pong",
+	TypeReceived: "Received",
 }
 
 // String returns the message name, or "Type(n)" for a value that is not a type.
@@ -113,7 +124,7 @@ func (c RejectCode) String() string {
 
 // Message is one of the message structs of this package (Hello, Interested,
 // Bitfield, Have, GetManifest, ManifestData, Request, Data, Cancel, Reject,
-// Ping, Pong), as a value or a non-nil pointer. The Decoder returns values.
+// Ping, Pong, Received), as a value or a non-nil pointer. The Decoder returns values.
 // The interface is sealed: other types cannot implement it.
 type Message interface {
 	// Type returns the frame type byte of the message.
@@ -136,8 +147,8 @@ type Message interface {
 type Hello struct {
 	Version uint16 // major<<8 | minor; this package sends Version
 	PeerID  string // the sender's libp2p peer ID, at most MaxPeerIDLen bytes of UTF-8
-	// Features are capability bits. None are assigned in 1.0; receivers
-	// ignore bits they do not know.
+	// Features are capability bits (FeatureReceived); receivers ignore
+	// bits they do not know.
 	Features uint32
 }
 
@@ -246,6 +257,14 @@ type Reject struct {
 	Reason string
 }
 
+// Received says that every byte of chunk request ReqID (not 0) has
+// arrived: the data is off the link, and the uploader's slot is free for
+// another request. It is sent only to a peer whose Hello advertises
+// FeatureReceived.
+type Received struct {
+	ReqID uint32
+}
+
 // Ping asks for a Pong with the same Nonce; either side may send it to keep
 // an idle stream alive or measure the round trip.
 type Ping struct {
@@ -271,6 +290,7 @@ func (Cancel) Type() Type       { return TypeCancel }
 func (Reject) Type() Type       { return TypeReject }
 func (Ping) Type() Type         { return TypePing }
 func (Pong) Type() Type         { return TypePong }
+func (Received) Type() Type     { return TypeReceived }
 
 // Payload layouts (all integers big-endian; str = u16 length | bytes):
 //
@@ -285,6 +305,7 @@ func (Pong) Type() Type         { return TypePong }
 //	Cancel       req u32
 //	Reject       req u32 | code u16 | reason str
 //	Ping, Pong   nonce u64
+//	Received     req u32
 
 const (
 	digestLen   = len(chunker.Digest{})
@@ -313,6 +334,7 @@ var layouts = [...]layout{
 	TypeReject:       {4 + 2 + strLenBytes, 4 + 2 + strLenBytes + MaxReasonLen, decodeReject},
 	TypePing:         {8, 8, decodePing},
 	TypePong:         {8, 8, decodePong},
+	TypeReceived:     {4, 4, decodeReceived},
 }
 
 // lookup returns the layout of t, or false if t is not a message type.
@@ -414,6 +436,8 @@ func (m Data) validate() error {
 
 func (m Cancel) validate() error { return checkReqID(TypeCancel, m.ReqID) }
 
+func (m Received) validate() error { return checkReqID(TypeReceived, m.ReqID) }
+
 func (m Reject) validate() error { return checkString(TypeReject, "reason", m.Reason, MaxReasonLen) }
 
 func (Ping) validate() error { return nil }
@@ -466,6 +490,8 @@ func (m Data) appendFields(b []byte) []byte { return appendRangeHead(b, m.ReqID,
 
 func (m Cancel) appendFields(b []byte) []byte { return be.AppendUint32(b, m.ReqID) }
 
+func (m Received) appendFields(b []byte) []byte { return be.AppendUint32(b, m.ReqID) }
+
 func (m Reject) appendFields(b []byte) []byte {
 	b = be.AppendUint32(b, m.ReqID)
 	b = be.AppendUint16(b, uint16(m.Code))
@@ -490,6 +516,7 @@ func (m ManifestData) bulk() []byte { return m.Data }
 func (Request) bulk() []byte        { return nil }
 func (m Data) bulk() []byte         { return m.Payload }
 func (Cancel) bulk() []byte         { return nil }
+func (Received) bulk() []byte       { return nil }
 func (Reject) bulk() []byte         { return nil }
 func (Ping) bulk() []byte           { return nil }
 func (Pong) bulk() []byte           { return nil }
@@ -568,6 +595,8 @@ func decodeData(p []byte) (Message, error) {
 }
 
 func decodeCancel(p []byte) (Message, error) { return Cancel{ReqID: be.Uint32(p)}, nil }
+
+func decodeReceived(p []byte) (Message, error) { return Received{ReqID: be.Uint32(p)}, nil }
 
 func decodeReject(p []byte) (Message, error) {
 	reason, err := readString(TypeReject, "reason", p[6:], MaxReasonLen)

@@ -67,6 +67,7 @@ func roundTrips() []struct {
 		{"data max", Data{ReqID: 4, Offset: 3 << 20, Total: 4 << 20, Payload: pattern(MaxDataPayload)}},
 		{"data at limit", Data{ReqID: 4, Offset: chunker.MaxChunkSizeLimit - 10, Total: chunker.MaxChunkSizeLimit, Payload: pattern(10)}},
 		{"cancel", Cancel{ReqID: 5}},
+		{"received", Received{ReqID: 6}},
 		{"reject", Reject{ReqID: 6, Code: RejectBusy, Reason: "upload slots full"}},
 		{"reject session", Reject{Code: RejectVersion}},
 		{"reject unknown code", Reject{ReqID: 6, Code: 0xffff, Reason: strings.Repeat("r", MaxReasonLen)}},
@@ -117,7 +118,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	for ty := TypeHello; ty <= TypePong; ty++ {
+	for ty := TypeHello; ty <= TypeReceived; ty++ {
 		if !seen[ty] {
 			t.Errorf("no round-trip case for %s", ty)
 		}
@@ -152,6 +153,7 @@ func TestGoldenFrames(t *testing.T) {
 		{Request{ReqID: 1, Chunk: d, Offset: 2, Length: 3}, "0000002d" + "07" + "00000001" + dh + "00000002" + "00000003"},
 		{Data{ReqID: 1, Offset: 2, Total: 3, Payload: []byte{7}}, "0000000e" + "08" + "00000001" + "00000002" + "00000003" + "07"},
 		{Cancel{ReqID: 0x01020304}, "00000005" + "09" + "01020304"},
+		{Received{ReqID: 0x01020304}, "00000005" + "0d" + "01020304"},
 		{Reject{ReqID: 1, Code: RejectNotFound, Reason: "x"}, "0000000a" + "0a" + "00000001" + "0001" + "0001" + "78"},
 		{Ping{Nonce: 0x0102030405060708}, "00000009" + "0b" + "0102030405060708"},
 		{Pong{Nonce: 1}, "00000009" + "0c" + "0000000000000001"},
@@ -205,6 +207,7 @@ func invalidMessages() []struct {
 		{"data offset overflow", Data{ReqID: 1, Offset: 0xffffffff, Total: 0xffffffff, Payload: []byte{1}}},
 		{"data total over limit", Data{ReqID: 1, Total: chunker.MaxChunkSizeLimit + 1}},
 		{"cancel req 0", Cancel{}},
+		{"received req 0", Received{}},
 		{"reason too long", Reject{ReqID: 1, Reason: strings.Repeat("r", MaxReasonLen+1)}},
 		{"reason not utf8", Reject{ReqID: 1, Reason: "bad \xc3("}},
 	}
@@ -250,7 +253,7 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 // TestFrameLimits checks that every type's largest payload fits in
 // MaxFrameSize, and that the bounds match what the encoder produces.
 func TestFrameLimits(t *testing.T) {
-	for ty := TypeHello; ty <= TypePong; ty++ {
+	for ty := TypeHello; ty <= TypeReceived; ty++ {
 		l, ok := lookup(ty)
 		if !ok {
 			t.Fatalf("no layout for %s", ty)
@@ -259,7 +262,7 @@ func TestFrameLimits(t *testing.T) {
 			t.Errorf("%s: largest frame %d bytes, MaxFrameSize %d", ty, 1+l.max, MaxFrameSize)
 		}
 	}
-	for _, ty := range []Type{0, TypePong + 1, 255} {
+	for _, ty := range []Type{0, TypeReceived + 1, 255} {
 		if _, ok := lookup(ty); ok {
 			t.Errorf("type %d has a layout", ty)
 		}
@@ -277,7 +280,7 @@ func TestFrameLimits(t *testing.T) {
 		}
 		maxLen[ty] = max(maxLen[ty], n)
 	}
-	for ty := TypeHello; ty <= TypePong; ty++ {
+	for ty := TypeHello; ty <= TypeReceived; ty++ {
 		l, _ := lookup(ty)
 		if minLen[ty] != l.min || maxLen[ty] != l.max {
 			t.Errorf("%s: round trips span payloads %d..%d bytes, layout says %d..%d", ty, minLen[ty], maxLen[ty], l.min, l.max)
@@ -298,7 +301,7 @@ func TestNames(t *testing.T) {
 	if s := RejectCode(77).String(); s != "RejectCode(77)" {
 		t.Errorf("RejectCode(77).String() = %q", s)
 	}
-	for ty := TypeHello; ty <= TypePong; ty++ {
+	for ty := TypeHello; ty <= TypeReceived; ty++ {
 		if strings.HasPrefix(ty.String(), "Type(") {
 			t.Errorf("type %d has no name", ty)
 		}
@@ -306,8 +309,8 @@ func TestNames(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	if VersionMajor(Version) != 1 || VersionMinor(Version) != 0 {
-		t.Fatalf("Version = %#04x, want 1.0", Version)
+	if VersionMajor(Version) != 1 || VersionMinor(Version) != 1 {
+		t.Fatalf("Version = %#04x, want 1.1", Version)
 	}
 	for _, tc := range []struct {
 		v  uint16
