@@ -181,15 +181,18 @@ func (sm *sim) connOf(e event) (*conn, int) {
 
 // delay is how long a message h sends takes to arrive: its latency, its
 // jitter, a retransmission timeout if its link loses the message, and the
-// wait behind the data h's link is already committed to: one piece
-// (peer.Config.PieceSize, or a chunk if smaller) for each upload flowing
-// out of h. (In the
-// engine a message goes out between the Data frames of its connection,
-// and all of a host's connections share its link; an emulated link hands
-// out its bytes first come, first served. Without this wait, simulated
-// Haves and requests crossed a busy 5 Mbit/s link in its latency alone,
-// and a 30-peer crowd finished 12% sooner than emulated; with it, within
-// 2%.)
+// wait behind the data h's link is already committed to: one TLS record
+// (tlsRecord; a piece or a chunk if smaller) for each upload flowing out
+// of h. In the engine a message goes out between the Data frames of its
+// connection, all of a host's connections share its link, and a link
+// hands out its bytes in the writes that reach it, first come, first
+// served: TLS records. Without this wait, simulated Haves and requests
+// crossed a busy 5 Mbit/s link in its latency alone, and a 30-peer crowd
+// finished 12% sooner than emulated. Until uploaders held their slots
+// until the requester's Received (protocol 1.1), the emulated wait was
+// nearer a whole piece per upload (64 KiB): a freed slot let an uploader
+// queue more than its link carried.
+
 func (sm *sim) delay(h *host) int64 {
 	d := h.lat
 	if h.jitter > 0 {

@@ -70,6 +70,10 @@ const (
 	lossRTO = int64(200 * time.Millisecond)
 	// mss is the TCP payload per segment, for the loss throughput cap.
 	mss = 1448
+	// tlsRecord is the largest TLS 1.3 record: the unit in which the
+	// engine's writes reach a link, so what a control message waits
+	// behind per upload flowing on its link (see sim.delay).
+	tlsRecord = 16 << 10
 	// maxOriginCandidates is the tracker's bound on the origins scored
 	// per announce (tracker/server.go).
 	maxOriginCandidates = 64
@@ -286,10 +290,13 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		total += z
 	}
 	mean := float64(total) / float64(max(len(sm.sizes), 1))
-	// The Data frame a control message waits behind at a sending link,
-	// per flowing upload: PieceSize, or the mean chunk if smaller (see
-	// delay).
-	ctlPiece := [2]float64{min(float64(sm.pcfg.PieceSize), mean), min(float64(sm.ocfg.PieceSize), mean)}
+	// What a control message waits behind at a sending link, per flowing
+	// upload (see delay): one write of each, a TLS record (tlsRecord), or
+	// less if the pieces or chunks are smaller.
+	ctlPiece := [2]float64{
+		min(float64(sm.pcfg.PieceSize), mean, tlsRecord),
+		min(float64(sm.ocfg.PieceSize), mean, tlsRecord),
+	}
 	sm.q.conns = &sm.conns
 	sm.pcfg.MaxConns = cmp.Or(s.Conns.Max, sm.pcfg.MaxConns)
 	sm.pcfg.MaxInbound = cmp.Or(s.Conns.Inbound, sm.pcfg.MaxInbound)
