@@ -3,6 +3,8 @@ package peer_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -608,7 +610,9 @@ func (cn *rawConn) fetch(t *testing.T, c chunker.Digest) (string, uint32) {
 
 // ask requests chunk c and returns the first answer to the request, "Data"
 // or the Reject's code, and the request's ID. Frames of earlier requests
-// are skipped.
+// are skipped. If nothing comes before the stream's deadline it returns
+// "no answer" (an accepted upload the rate limit holds back, say), and
+// the connection is of no further use.
 func (cn *rawConn) ask(t *testing.T, c chunker.Digest, flags peerwire.RequestFlags) (string, uint32) {
 	t.Helper()
 	cn.req++
@@ -617,6 +621,10 @@ func (cn *rawConn) ask(t *testing.T, c chunker.Digest, flags peerwire.RequestFla
 	}
 	for {
 		msg, err := cn.dec.Next()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return "no answer", cn.req
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
