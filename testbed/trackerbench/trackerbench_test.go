@@ -82,6 +82,11 @@ func TestRunInterval(t *testing.T) {
 	if want := int64(400 * o.Duration.Seconds()); res.Offered != want || res.AnsweredFraction <= 0 || res.AnsweredFraction > 1 {
 		t.Errorf("offered %d (want %d), answered fraction %v", res.Offered, want, res.AnsweredFraction)
 	}
+	// Every announce of the schedule is accounted for: answered, failed,
+	// or still unsent when the time was up.
+	if got := res.Announces + res.Errors + res.Missed; got != res.Offered {
+		t.Errorf("%d answered + %d failed + %d missed = %d, want the %d offered", res.Announces, res.Errors, res.Missed, got, res.Offered)
+	}
 }
 
 func TestRunClosedTrackerClient(t *testing.T) {
