@@ -36,6 +36,7 @@ var _ Upstream = (*upstream.Client)(nil)
 type imageMetrics struct {
 	requests *prometheus.CounterVec
 	bytes    prometheus.Counter
+	waiting  prometheus.Gauge
 }
 
 func newImageMetrics(reg prometheus.Registerer) (*imageMetrics, error) {
@@ -48,8 +49,12 @@ func newImageMetrics(reg prometheus.Registerer) (*imageMetrics, error) {
 			Name: "p2pd_origin_upstream_blob_bytes_total",
 			Help: "Blob bytes read from upstream registries, including fetches that failed.",
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "p2pd_origin_upstream_blob_waiting",
+			Help: "Requests waiting for a blob being ingested from an upstream registry (requests for one blob share one fetch).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.bytes} {
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.waiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("origin: registering metrics: %w", err)
 		}
@@ -173,7 +178,10 @@ func (s *Server) ingestError(w http.ResponseWriter, r *http.Request, err error) 
 // unless it is stored already it streams it from upstream into
 // storeBlob, as a push would, which chunks, stores and verifies it
 // against d, and keeps nothing of it on a mismatch. Concurrent ingests of
-// one blob share one download. A failure to store it is a stored.
+// one blob share one download. It runs to its end even if the caller
+// that started it goes away: the others wait for it, and each caller
+// waits only as long as its own ctx lets it. A failure to store it is a
+// stored.
 func (s *Server) ingest(ctx context.Context, registry, repo string, d chunker.Digest) (originwire.BlobInfo, error) {
 	s.mu.Lock()
 	info, ok := s.blobs[d]
@@ -181,13 +189,21 @@ func (s *Server) ingest(ctx context.Context, registry, repo string, d chunker.Di
 	if ok {
 		return info, nil
 	}
-	v, err, _ := s.ingests.Do(d.String(), func() (any, error) {
-		return s.ingestOnce(ctx, registry, repo, d)
+	shared := context.WithoutCancel(ctx)
+	ch := s.ingests.DoChan(d.String(), func() (any, error) {
+		return s.ingestOnce(shared, registry, repo, d)
 	})
-	if err != nil {
-		return originwire.BlobInfo{}, err
+	s.images.waiting.Inc()
+	defer s.images.waiting.Dec()
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return originwire.BlobInfo{}, r.Err
+		}
+		return r.Val.(originwire.BlobInfo), nil
+	case <-ctx.Done():
+		return originwire.BlobInfo{}, ctx.Err()
 	}
-	return v.(originwire.BlobInfo), nil
 }
 
 func (s *Server) ingestOnce(ctx context.Context, registry, repo string, d chunker.Digest) (originwire.BlobInfo, error) {

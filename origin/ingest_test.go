@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
+	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/chunker/chunkertest"
@@ -117,5 +122,74 @@ func TestImageBlobIsNoPush(t *testing.T) {
 	e.srv.mu.Unlock()
 	if ok {
 		t.Fatal("the member's bytes are stored")
+	}
+}
+
+// gatedUpstream serves one blob once release is closed, or fails with
+// the request's context.
+type gatedUpstream struct {
+	fakeUpstream
+	entered chan struct{} // closed when the first Blob call arrives
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedUpstream) Blob(ctx context.Context, registry, repo, digest string) (io.ReadCloser, int64, error) {
+	g.once.Do(func() { close(g.entered) })
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	return g.fakeUpstream.Blob(ctx, registry, repo, digest)
+}
+
+// An ingest that several requests share runs to its end when the request
+// that started it goes away: the others get the blob, and the one that
+// left gets its own context's error at once.
+func TestIngestOutlivesFirstCaller(t *testing.T) {
+	layer := chunkertest.Bytes(34, 1<<20)
+	d := chunker.Sum(layer)
+	up := &gatedUpstream{
+		fakeUpstream: fakeUpstream{blobs: map[string][]byte{d.String(): layer}},
+		entered:      make(chan struct{}),
+		release:      make(chan struct{}),
+	}
+	e := newClosedEnv(t, Config{Chunker: smallChunks})
+	e.ts.Close()
+	e.upstream = up
+	e.serve()
+
+	first, cancel := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := e.srv.ingest(first, "registry.test", "team/app", d)
+		firstErr <- err
+	}()
+	<-up.entered
+	type result struct {
+		info originwire.BlobInfo
+		err  error
+	}
+	second := make(chan result, 1)
+	go func() {
+		info, err := e.srv.ingest(context.Background(), "registry.test", "team/app", d)
+		second <- result{info, err}
+	}()
+	// Both wait for the one fetch before the first leaves.
+	for testutil.ToFloat64(e.srv.images.waiting) != 2 {
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that left: %v, want context.Canceled", err)
+	}
+	close(up.release)
+	r := <-second
+	if r.err != nil || r.info.Digest != d || r.info.Size != int64(len(layer)) {
+		t.Fatalf("the caller that stayed: %+v, %v; want the blob", r.info, r.err)
+	}
+	if got := e.fetch(d, 0, -1); !bytes.Equal(got, layer) {
+		t.Fatal("the stored blob is not the upstream's bytes")
 	}
 }
