@@ -53,6 +53,11 @@ type Progress struct {
 const (
 	manifestPoll     = 250 * time.Millisecond // wait between rounds
 	manifestReask    = time.Second            // before asking the same peer again
+	// manifestAsks is how many sources are asked for a manifest at once:
+	// at a flash crowd's start the origin has hundreds of manifest
+	// requests queued on its link, while peers that got it already
+	// answer at once.
+	manifestAsks = 3
 	swarmRetryMin    = 100 * time.Millisecond // between tracker swarm lookups, doubling
 	swarmRetryMax    = time.Second
 	eventQueueLength = 256
@@ -348,8 +353,11 @@ func (d *download) finish(m *chunker.Manifest, err error) {
 
 // findManifest returns the manifest the store holds for the blob, or asks
 // the connected peers for it, origins first, until Config.ManifestTimeout.
-// Meanwhile it learns the blob's chunk count from the tracker and starts
-// announcing, so that the tracker hands out peers to ask.
+// It asks up to manifestAsks of them at once, so that a slow answer (an
+// origin with a crowd's requests queued on its link) does not keep it
+// from a peer that has the manifest. Meanwhile it learns the blob's chunk
+// count from the tracker and starts announcing, so that the tracker hands
+// out peers to ask.
 func (d *download) findManifest() (*chunker.Manifest, error) {
 	e, blob := d.e, d.b.digest
 	if m := d.b.manifest(); m != nil {
@@ -358,6 +366,23 @@ func (d *download) findManifest() (*chunker.Manifest, error) {
 	timeout := e.cfg.ManifestTimeout
 	deadline := e.clock.Now().Add(timeout)
 	asked := make(map[*session]time.Time)
+	type answer struct {
+		s    *session
+		m    *chunker.Manifest
+		code peerwire.RejectCode
+		err  error
+	}
+	// The asks end with findManifest; each sends its answer into a
+	// buffer that has room for all of them.
+	actx, stop := context.WithCancel(d.ctx)
+	answers := make(chan answer, manifestAsks)
+	inflight := 0
+	defer func() {
+		stop()
+		for ; inflight > 0; inflight-- {
+			<-answers
+		}
+	}()
 	var (
 		nextSwarm  time.Time
 		swarmWait  = swarmRetryMin
@@ -401,25 +426,19 @@ func (d *download) findManifest() (*chunker.Manifest, error) {
 			}
 		}
 		sessions, up := e.sessionList()
-		if s := pickManifestSource(sessions, asked, now); s != nil {
-			asked[s] = now
-			wait := min(e.cfg.RequestTimeout, max(deadline.Sub(now), time.Second))
-			m, code, err := s.getManifest(d.ctx, blob, wait)
-			switch {
-			case err == nil:
-				s.log.Debug("got the manifest", "blob", blob, "chunks", len(m.Chunks), "origin", s.origin.Load())
-				return m, nil
-			case errors.Is(err, errBadManifest):
-				e.penalize(s.id, reasonManifest, err.Error())
-				lastErr = err
-			case code == peerwire.RejectNotFound:
-				notFound++
-			default:
-				lastErr = err
+		if inflight < manifestAsks {
+			if s := pickManifestSource(sessions, asked, now); s != nil {
+				asked[s] = now
+				wait := min(e.cfg.RequestTimeout, max(deadline.Sub(now), time.Second))
+				inflight++
+				go func() {
+					m, code, err := s.getManifest(actx, blob, wait)
+					answers <- answer{s, m, code, err}
+				}()
+				continue
 			}
-			continue
 		}
-		if !now.Before(deadline) {
+		if inflight == 0 && !now.Before(deadline) {
 			why := fmt.Sprintf("%d peers answered NotFound", notFound)
 			switch {
 			case noSwarm:
@@ -433,12 +452,30 @@ func (d *download) findManifest() (*chunker.Manifest, error) {
 			}
 			return nil, fmt.Errorf("%w: %s: no peer or origin served its manifest within %v (%s)", ErrNotFound, blob, timeout, why)
 		}
-		wait := min(manifestPoll, deadline.Sub(now))
+		wait := manifestPoll // past the deadline: for the asks still out
+		if left := deadline.Sub(now); left > 0 {
+			wait = min(wait, left)
+		}
 		if !swarmKnown {
 			wait = min(wait, max(nextSwarm.Sub(now), time.Millisecond))
 		}
 		timer.Reset(wait)
 		select {
+		case a := <-answers:
+			timer.Stop()
+			inflight--
+			switch {
+			case a.err == nil:
+				a.s.log.Debug("got the manifest", "blob", blob, "chunks", len(a.m.Chunks), "origin", a.s.origin.Load())
+				return a.m, nil
+			case errors.Is(a.err, errBadManifest):
+				e.penalize(a.s.id, reasonManifest, a.err.Error())
+				lastErr = a.err
+			case a.code == peerwire.RejectNotFound:
+				notFound++
+			case d.ctx.Err() == nil:
+				lastErr = a.err
+			}
 		case <-timer.C():
 		case <-up:
 			timer.Stop()
