@@ -51,13 +51,13 @@ type Progress struct {
 
 // Timings of the manifest lookup.
 const (
-	manifestPoll     = 250 * time.Millisecond // wait between rounds
-	manifestReask    = time.Second            // before asking the same peer again
+	manifestPoll  = 250 * time.Millisecond // wait between rounds
+	manifestReask = time.Second            // before asking the same peer again
 	// manifestAsks is how many sources are asked for a manifest at once:
 	// at a flash crowd's start the origin has hundreds of manifest
 	// requests queued on its link, while peers that got it already
 	// answer at once.
-	manifestAsks = 3
+	manifestAsks     = 3
 	swarmRetryMin    = 100 * time.Millisecond // between tracker swarm lookups, doubling
 	swarmRetryMax    = time.Second
 	eventQueueLength = 256

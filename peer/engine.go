@@ -46,7 +46,11 @@ type Engine struct {
 	link    *shape.Link // shapes the host's TCP connections, or nil
 
 	slots chan struct{} // upload slots; a send takes one
-	putq  chan *putJob  // received chunks to verify and store
+	// mslots are the manifest upload slots (manifestSlots): apart from
+	// the chunks' so that peers flooding chunk requests cannot keep a
+	// manifest from an honest peer.
+	mslots chan struct{}
+	putq   chan *putJob // received chunks to verify and store
 
 	sentMu    sync.Mutex
 	sent      map[chunker.Digest]sentRecord // see claimUpload
@@ -113,6 +117,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		log:        deps.Logger.With("component", "peer"),
 		met:        met,
 		slots:      make(chan struct{}, cfg.UploadSlots),
+		mslots:     make(chan struct{}, manifestSlots),
 		putq:       make(chan *putJob, 2*cfg.PutWorkers),
 		sent:       make(map[chunker.Digest]sentRecord),
 		hoarders:   make(map[lpeer.ID]time.Time),
@@ -360,6 +365,21 @@ func (e *Engine) acquireSlot() bool {
 }
 
 func (e *Engine) releaseSlot() { <-e.slots }
+
+// manifestSlots bounds the manifests an engine sends at once. An origin
+// that sent a thousand manifests at once, each at a thousandth of its
+// link, would finish none before their requesters gave up; with a few at
+// a time, the peers that got one serve the rest.
+const manifestSlots = 4
+
+func (e *Engine) acquireManifestSlot() bool {
+	select {
+	case e.mslots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
 
 // sentRecord is the last peer a chunk was sent to, and when.
 type sentRecord struct {

@@ -716,3 +716,58 @@ func TestUploadSlotHeldUntilReceived(t *testing.T) {
 	}
 	fetch("peer without the feature", b, 4)
 }
+
+// Manifests have upload slots of their own: chunk uploads holding every
+// chunk slot do not keep a manifest from a peer (a flood of chunk
+// requests must not), while manifest requests beyond the manifest slots
+// are refused Busy, so that an origin facing a crowd sends a few
+// manifests at full speed rather than all of them at a crawl.
+func TestManifestSlots(t *testing.T) {
+	n, _ := startFakeClockOrigin(t, func(cfg *peer.Config) {
+		cfg.UploadSlots = 1
+		cfg.UploadRate = 32 << 10 // the fake clock stands still: an upload holds its slot
+		cfg.PieceSize = 16 << 10
+	})
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(25, 1<<20)), chunker.Config{MinSize: 64 << 10, AvgSize: 128 << 10, MaxSize: 256 << 10})
+	getManifest := func(cn *rawConn) string {
+		t.Helper()
+		cn.req++
+		if err := peerwire.Encode(cn.s, peerwire.GetManifest{ReqID: cn.req, Blob: m.Digest}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msg, err := cn.dec.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch a := msg.(type) {
+			case peerwire.Reject:
+				if a.ReqID == cn.req {
+					return a.Code.String()
+				}
+			case peerwire.ManifestData:
+				if a.ReqID == cn.req {
+					return a.Type().String()
+				}
+			}
+		}
+	}
+	x, y := dialRaw(t, n), dialRaw(t, n)
+	if got, _ := x.ask(t, m.Chunks[0].Digest, 0); got != "Data" {
+		t.Fatalf("chunk 0 with the slot free: %s, want Data", got)
+	}
+	if got, _ := y.ask(t, m.Chunks[1].Digest, 0); got != "Busy" {
+		t.Fatalf("chunk 1 while the one slot sends chunk 0: %s, want Busy", got)
+	}
+	if got := getManifest(y); got != "ManifestData" {
+		t.Fatalf("manifest while the one chunk slot is held: %s, want ManifestData", got)
+	}
+	release := peer.TakeManifestSlots(n.Engine)
+	if got := getManifest(y); got != "Busy" {
+		t.Fatalf("manifest with every manifest slot taken: %s, want Reject Busy", got)
+	}
+	release()
+	if got := getManifest(y); got != "ManifestData" {
+		t.Fatalf("manifest once the manifest slots are free: %s, want ManifestData", got)
+	}
+}

@@ -130,7 +130,7 @@ type upload struct {
 	buf      []byte // pooled storage, returned when finished
 	data     []byte // what is sent: the chunk (or manifest) in full
 	off      int    // next byte of data to send
-	slot     bool   // holds an upload slot
+	slot     bool   // holds an upload slot (a manifest slot for a manifest)
 	// heldUntil is when a held upload (session.held) frees its slot
 	// without a Received.
 	heldUntil time.Time
@@ -659,7 +659,10 @@ func (s *session) finishUpload(u *upload) {
 	if !u.finished.CompareAndSwap(false, true) {
 		return
 	}
-	if u.slot {
+	switch {
+	case u.slot && u.manifest:
+		<-s.e.mslots
+	case u.slot:
 		s.e.releaseSlot()
 	}
 	if u.buf != nil {
@@ -941,7 +944,12 @@ func (s *session) onGetManifest(m peerwire.GetManifest) {
 		s.send(peerwire.Reject{ReqID: m.ReqID, Code: peerwire.RejectBusy, Reason: "manifest upload in progress"})
 		return
 	}
-	u := &upload{req: m.ReqID, manifest: true, data: enc}
+	if !s.e.acquireManifestSlot() {
+		s.mu.Unlock()
+		s.send(peerwire.Reject{ReqID: m.ReqID, Code: peerwire.RejectBusy, Reason: "no manifest slot free"})
+		return
+	}
+	u := &upload{req: m.ReqID, manifest: true, data: enc, slot: true}
 	s.manifestJobs++
 	s.active[m.ReqID] = u
 	s.queue = append(s.queue, u)
