@@ -69,7 +69,6 @@ const (
 	DefaultBanThreshold         = 3
 	DefaultBusyBackoff          = 50 * time.Millisecond
 	DefaultMaxBusyBackoff       = time.Second
-	DefaultMaxOriginBusyBackoff = 16 * time.Second
 	DefaultDeferBackoff         = time.Second
 )
 
@@ -160,15 +159,6 @@ type Config struct {
 	// MaxBusyBackoff caps the busy pause. Default 1s, or BusyBackoff if
 	// that is longer.
 	MaxBusyBackoff time.Duration `yaml:"max_busy_backoff" json:"max_busy_backoff"`
-	// MaxOriginBusyBackoff caps the busy pause of a fallback origin
-	// instead. An origin facing a crowd turns away all but a few of its
-	// requesters, and every request and refusal crosses its link: a
-	// thousand requesters asking every second send a 0.25 Mbit/s origin
-	// more refusals than its link carries, and no chunk data. Peers that
-	// keep finding it busy ask it ever less often and get their chunks
-	// from each other meanwhile. Default 16s, or MaxBusyBackoff if that
-	// is longer.
-	MaxOriginBusyBackoff time.Duration `yaml:"max_origin_busy_backoff" json:"max_origin_busy_backoff"`
 	// DeferBackoff is how long an origin is not asked again for a chunk
 	// it deferred (FailDeferred: it sent the chunk to another peer a
 	// moment ago). Meanwhile the origin is asked for other chunks, and
@@ -224,9 +214,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxBusyBackoff == 0 {
 		c.MaxBusyBackoff = max(DefaultMaxBusyBackoff, c.BusyBackoff)
 	}
-	if c.MaxOriginBusyBackoff == 0 {
-		c.MaxOriginBusyBackoff = max(DefaultMaxOriginBusyBackoff, c.MaxBusyBackoff)
-	}
 	return c
 }
 
@@ -261,10 +248,6 @@ func (c Config) Validate() error {
 		return bad("defer backoff %v is negative (0 selects %v)", c.DeferBackoff, DefaultDeferBackoff)
 	case c.MaxBusyBackoff != 0 && c.MaxBusyBackoff < c.withDefaults().BusyBackoff:
 		return bad("max busy backoff %v is below the busy backoff %v", c.MaxBusyBackoff, c.withDefaults().BusyBackoff)
-	case c.MaxOriginBusyBackoff < 0:
-		return bad("max origin busy backoff %v is negative (0 selects %v)", c.MaxOriginBusyBackoff, DefaultMaxOriginBusyBackoff)
-	case c.MaxOriginBusyBackoff != 0 && c.MaxOriginBusyBackoff < c.withDefaults().BusyBackoff:
-		return bad("max origin busy backoff %v is below the busy backoff %v", c.MaxOriginBusyBackoff, c.withDefaults().BusyBackoff)
 	}
 	return nil
 }

@@ -491,12 +491,8 @@ func (m *model) before(ev Event) {
 					for range m.streak[e.Peer] {
 						d *= 2
 					}
-					limit := m.cfg.MaxBusyBackoff
-					if m.fallback(m.byID[e.Peer]) {
-						limit = m.cfg.MaxOriginBusyBackoff
-					}
-					if d >= limit {
-						d = limit
+					if d >= m.cfg.MaxBusyBackoff {
+						d = m.cfg.MaxBusyBackoff
 					} else {
 						m.streak[e.Peer]++
 					}
@@ -945,9 +941,6 @@ func randomScenario(t testing.TB, seed uint64, maxChunks, maxPeers int) *model {
 	}
 	if r.IntN(2) == 0 {
 		cfg.MaxBusyBackoff = cfg.withDefaults().BusyBackoff * time.Duration(1+r.IntN(20))
-	}
-	if r.IntN(2) == 0 {
-		cfg.MaxOriginBusyBackoff = cfg.withDefaults().BusyBackoff * time.Duration(1+r.IntN(40))
 	}
 	if r.IntN(4) == 0 {
 		cfg.OriginPolicy = OriginAsPeer

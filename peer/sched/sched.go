@@ -733,8 +733,7 @@ func (s *Scheduler) deferChunk(i int32) {
 
 // pause leaves busy peer p alone for a while, unless it is paused already
 // (a busy answer to a request made before the pause): BusyBackoff, doubled
-// for every pause since p last delivered a chunk, at most MaxBusyBackoff
-// (MaxOriginBusyBackoff for a fallback origin).
+// for every pause since p last delivered a chunk, at most MaxBusyBackoff.
 func (s *Scheduler) pause(p *peer) {
 	if p.paused {
 		return
@@ -742,13 +741,9 @@ func (s *Scheduler) pause(p *peer) {
 	if !p.busy {
 		p.busy, p.busySince = true, s.now
 	}
-	limit := s.cfg.MaxBusyBackoff
-	if p.fallback {
-		limit = s.cfg.MaxOriginBusyBackoff
-	}
 	d := s.cfg.BusyBackoff << p.streak
-	if d <= 0 || d >= limit {
-		d = limit
+	if d <= 0 || d >= s.cfg.MaxBusyBackoff {
+		d = s.cfg.MaxBusyBackoff
 	} else {
 		p.streak++
 	}
