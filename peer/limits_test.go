@@ -587,59 +587,62 @@ func dialRawWith(t *testing.T, n *peertest.Node, features uint32) *rawConn {
 func (cn *rawConn) fetch(t *testing.T, c chunker.Digest) (string, uint32) {
 	t.Helper()
 	cn.req++
-	if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		msg, err := cn.dec.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch a := msg.(type) {
-		case peerwire.Reject:
-			if a.ReqID == cn.req {
-				return a.Code.String(), cn.req
-			}
-		case peerwire.Data:
-			if a.ReqID == cn.req && int(a.Offset)+len(a.Payload) == int(a.Total) {
-				return a.Type().String(), cn.req
-			}
-		}
-	}
+	return cn.roundTrip(t, peerwire.Request{ReqID: cn.req, Chunk: c}, func(m peerwire.Message) bool {
+		d, ok := m.(peerwire.Data)
+		return ok && int(d.Offset)+len(d.Payload) == int(d.Total)
+	}), cn.req
 }
 
-// ask requests chunk c and returns the first answer to the request, "Data"
-// or the Reject's code, and the request's ID. Frames of earlier requests
-// are skipped. If nothing comes before the stream's deadline it returns
-// "no answer" (an accepted upload the rate limit holds back, say), and
-// the connection is of no further use.
-func (cn *rawConn) ask(t *testing.T, c chunker.Digest, flags peerwire.RequestFlags) (string, uint32) {
+// roundTrip sends m, request cn.req, and reads frames until the answer to
+// it: the Reject's code, or the type of the first frame of the request
+// that last reports true for. Frames of earlier requests are skipped. If
+// nothing comes before the stream's deadline it returns "no answer" (an
+// accepted upload the rate limit holds back, say), and the connection is
+// of no further use.
+func (cn *rawConn) roundTrip(t *testing.T, m peerwire.Message, last func(peerwire.Message) bool) string {
 	t.Helper()
-	cn.req++
-	if err := peerwire.Encode(cn.s, peerwire.Request{ReqID: cn.req, Chunk: c, Flags: flags}); err != nil {
+	if err := peerwire.Encode(cn.s, m); err != nil {
 		t.Fatal(err)
 	}
 	for {
 		msg, err := cn.dec.Next()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return "no answer", cn.req
+			return "no answer"
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
+		var id uint32
 		switch a := msg.(type) {
 		case peerwire.Reject:
 			if a.ReqID == cn.req {
-				return a.Code.String(), cn.req
+				return a.Code.String()
 			}
+			continue
 		case peerwire.Data:
-			if a.ReqID == cn.req {
-				return a.Type().String(), cn.req
-			}
+			id = a.ReqID
+		case peerwire.ManifestData:
+			id = a.ReqID
+		default:
+			continue
+		}
+		if id == cn.req && last(msg) {
+			return msg.Type().String()
 		}
 	}
 }
+
+// ask requests chunk c and returns the first answer to the request, "Data"
+// or the Reject's code (or "no answer": see roundTrip), and the request's
+// ID.
+func (cn *rawConn) ask(t *testing.T, c chunker.Digest, flags peerwire.RequestFlags) (string, uint32) {
+	t.Helper()
+	cn.req++
+	return cn.roundTrip(t, peerwire.Request{ReqID: cn.req, Chunk: c, Flags: flags}, anyFrame), cn.req
+}
+
+func anyFrame(peerwire.Message) bool { return true }
 
 // An uploader keeps a request's slot until the requester says it received
 // the chunk (peerwire.Received), if the requester's Hello says it will: not
@@ -732,25 +735,7 @@ func TestManifestSlots(t *testing.T) {
 	getManifest := func(cn *rawConn) string {
 		t.Helper()
 		cn.req++
-		if err := peerwire.Encode(cn.s, peerwire.GetManifest{ReqID: cn.req, Blob: m.Digest}); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			msg, err := cn.dec.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch a := msg.(type) {
-			case peerwire.Reject:
-				if a.ReqID == cn.req {
-					return a.Code.String()
-				}
-			case peerwire.ManifestData:
-				if a.ReqID == cn.req {
-					return a.Type().String()
-				}
-			}
-		}
+		return cn.roundTrip(t, peerwire.GetManifest{ReqID: cn.req, Blob: m.Digest}, anyFrame)
 	}
 	x, y := dialRaw(t, n), dialRaw(t, n)
 	if got, _ := x.ask(t, m.Chunks[0].Digest, 0); got != "Data" {
