@@ -355,14 +355,7 @@ func (e *Engine) runningLocked() error {
 
 // ---- upload slots ----
 
-func (e *Engine) acquireSlot() bool {
-	select {
-	case e.slots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
+func (e *Engine) acquireSlot() bool { return tryTake(e.slots) }
 
 func (e *Engine) releaseSlot() { <-e.slots }
 
@@ -372,9 +365,12 @@ func (e *Engine) releaseSlot() { <-e.slots }
 // a time, the peers that got one serve the rest.
 const manifestSlots = 4
 
-func (e *Engine) acquireManifestSlot() bool {
+func (e *Engine) acquireManifestSlot() bool { return tryTake(e.mslots) }
+
+// tryTake takes a slot of the semaphore slots if one is free.
+func tryTake(slots chan struct{}) bool {
 	select {
-	case e.mslots <- struct{}{}:
+	case slots <- struct{}{}:
 		return true
 	default:
 		return false
