@@ -69,6 +69,8 @@ const (
 	DefaultBanThreshold         = 3
 	DefaultBusyBackoff          = 50 * time.Millisecond
 	DefaultMaxBusyBackoff       = time.Second
+	DefaultOriginBusyBackoff    = 250 * time.Millisecond
+	DefaultMaxOriginBusyBackoff = 8 * time.Second
 	DefaultDeferBackoff         = time.Second
 )
 
@@ -159,6 +161,17 @@ type Config struct {
 	// MaxBusyBackoff caps the busy pause. Default 1s, or BusyBackoff if
 	// that is longer.
 	MaxBusyBackoff time.Duration `yaml:"max_busy_backoff" json:"max_busy_backoff"`
+	// OriginBusyBackoff and MaxOriginBusyBackoff are BusyBackoff and
+	// MaxBusyBackoff for a fallback origin. An origin facing a crowd turns
+	// away all but a few requesters, and every request and refusal crosses
+	// its link: on a 0.25 Mbit/s origin, 256 peers asking again after
+	// 50 ms, 100 ms, … 1 s left it no room for chunk data for a minute
+	// (docs/benchmarks.md, "Session 6: fanout-1000 in emulation"). A first
+	// pause much longer than a chunk's time starves honest peers of a small
+	// fleet's origin while stalled ones take its freed slots (1 s did, in
+	// testbed/sim TestStalledOriginBound). Defaults 250ms and 8s.
+	OriginBusyBackoff    time.Duration `yaml:"origin_busy_backoff" json:"origin_busy_backoff"`
+	MaxOriginBusyBackoff time.Duration `yaml:"max_origin_busy_backoff" json:"max_origin_busy_backoff"`
 	// DeferBackoff is how long an origin is not asked again for a chunk
 	// it deferred (FailDeferred: it sent the chunk to another peer a
 	// moment ago). Meanwhile the origin is asked for other chunks, and
@@ -214,6 +227,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxBusyBackoff == 0 {
 		c.MaxBusyBackoff = max(DefaultMaxBusyBackoff, c.BusyBackoff)
 	}
+	if c.OriginBusyBackoff == 0 {
+		c.OriginBusyBackoff = DefaultOriginBusyBackoff
+	}
+	if c.MaxOriginBusyBackoff == 0 {
+		c.MaxOriginBusyBackoff = max(DefaultMaxOriginBusyBackoff, c.OriginBusyBackoff)
+	}
 	return c
 }
 
@@ -248,6 +267,12 @@ func (c Config) Validate() error {
 		return bad("defer backoff %v is negative (0 selects %v)", c.DeferBackoff, DefaultDeferBackoff)
 	case c.MaxBusyBackoff != 0 && c.MaxBusyBackoff < c.withDefaults().BusyBackoff:
 		return bad("max busy backoff %v is below the busy backoff %v", c.MaxBusyBackoff, c.withDefaults().BusyBackoff)
+	case c.OriginBusyBackoff < 0:
+		return bad("origin busy backoff %v is negative (0 selects %v)", c.OriginBusyBackoff, DefaultOriginBusyBackoff)
+	case c.MaxOriginBusyBackoff < 0:
+		return bad("max origin busy backoff %v is negative (0 selects %v)", c.MaxOriginBusyBackoff, DefaultMaxOriginBusyBackoff)
+	case c.MaxOriginBusyBackoff != 0 && c.MaxOriginBusyBackoff < c.withDefaults().OriginBusyBackoff:
+		return bad("max origin busy backoff %v is below the origin busy backoff %v", c.MaxOriginBusyBackoff, c.withDefaults().OriginBusyBackoff)
 	}
 	return nil
 }

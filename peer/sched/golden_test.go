@@ -32,7 +32,7 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //
 //	new chunks=N [have=LIST] [seed=S] [depth=D] [origin-depth=D] [timeout=DUR] [endgame=E]
 //	    [dups=M] [ban=B] [origin-after=K] [backoff=DUR] [max-backoff=DUR]
-//	    [policy=fallback|peer]
+//	    [origin-backoff=DUR] [max-origin-backoff=DUR] [policy=fallback|peer]
 //	connect ID [origin] [have=LIST]      LIST: 0,2,5-9 | all | none
 //	disconnect ID
 //	have ID IDX
@@ -398,6 +398,10 @@ func (d *driver) newScheduler(kv map[string]string) error {
 			cfg.BusyBackoff, err = time.ParseDuration(v)
 		case "max-backoff":
 			cfg.MaxBusyBackoff, err = time.ParseDuration(v)
+		case "origin-backoff":
+			cfg.OriginBusyBackoff, err = time.ParseDuration(v)
+		case "max-origin-backoff":
+			cfg.MaxOriginBusyBackoff, err = time.ParseDuration(v)
 		case "policy":
 			switch v {
 			case "fallback":

@@ -487,12 +487,15 @@ func (m *model) before(ev Event) {
 					if _, ok := m.busySince[e.Peer]; !ok {
 						m.busySince[e.Peer] = m.now
 					}
-					d := m.cfg.BusyBackoff
+					d, limit := m.cfg.BusyBackoff, m.cfg.MaxBusyBackoff
+					if m.fallback(m.byID[e.Peer]) {
+						d, limit = m.cfg.OriginBusyBackoff, m.cfg.MaxOriginBusyBackoff
+					}
 					for range m.streak[e.Peer] {
 						d *= 2
 					}
-					if d >= m.cfg.MaxBusyBackoff {
-						d = m.cfg.MaxBusyBackoff
+					if d >= limit {
+						d = limit
 					} else {
 						m.streak[e.Peer]++
 					}
@@ -941,6 +944,12 @@ func randomScenario(t testing.TB, seed uint64, maxChunks, maxPeers int) *model {
 	}
 	if r.IntN(2) == 0 {
 		cfg.MaxBusyBackoff = cfg.withDefaults().BusyBackoff * time.Duration(1+r.IntN(20))
+	}
+	if r.IntN(2) == 0 {
+		cfg.OriginBusyBackoff = time.Duration(1+r.IntN(1000)) * time.Millisecond
+	}
+	if r.IntN(2) == 0 {
+		cfg.MaxOriginBusyBackoff = cfg.withDefaults().OriginBusyBackoff * time.Duration(1+r.IntN(40))
 	}
 	if r.IntN(4) == 0 {
 		cfg.OriginPolicy = OriginAsPeer

@@ -733,7 +733,8 @@ func (s *Scheduler) deferChunk(i int32) {
 
 // pause leaves busy peer p alone for a while, unless it is paused already
 // (a busy answer to a request made before the pause): BusyBackoff, doubled
-// for every pause since p last delivered a chunk, at most MaxBusyBackoff.
+// for every pause since p last delivered a chunk, at most MaxBusyBackoff
+// (OriginBusyBackoff and MaxOriginBusyBackoff for a fallback origin).
 func (s *Scheduler) pause(p *peer) {
 	if p.paused {
 		return
@@ -741,9 +742,13 @@ func (s *Scheduler) pause(p *peer) {
 	if !p.busy {
 		p.busy, p.busySince = true, s.now
 	}
-	d := s.cfg.BusyBackoff << p.streak
-	if d <= 0 || d >= s.cfg.MaxBusyBackoff {
-		d = s.cfg.MaxBusyBackoff
+	base, limit := s.cfg.BusyBackoff, s.cfg.MaxBusyBackoff
+	if p.fallback {
+		base, limit = s.cfg.OriginBusyBackoff, s.cfg.MaxOriginBusyBackoff
+	}
+	d := base << p.streak
+	if d <= 0 || d >= limit {
+		d = limit
 	} else {
 		p.streak++
 	}

@@ -76,7 +76,8 @@ func TestConfig(t *testing.T) {
 	d := DefaultConfig()
 	want := Config{MaxInflightPerPeer: 4, MaxInflightPerOrigin: 2, RequestTimeout: 10 * time.Second, EndgameThreshold: 8, MaxDuplicates: 2,
 		OriginPolicy: OriginFallback, OriginAfterFailures: 2, BanThreshold: 3, BusyBackoff: 50 * time.Millisecond,
-		MaxBusyBackoff: time.Second, DeferBackoff: time.Second}
+		MaxBusyBackoff: time.Second, OriginBusyBackoff: 250 * time.Millisecond, MaxOriginBusyBackoff: 8 * time.Second,
+		DeferBackoff: time.Second}
 	if d != want {
 		t.Errorf("DefaultConfig = %+v, want %+v", d, want)
 	}
@@ -102,6 +103,10 @@ func TestConfig(t *testing.T) {
 		{MaxBusyBackoff: -1},
 		{MaxBusyBackoff: 10 * time.Millisecond},                     // below the default BusyBackoff
 		{BusyBackoff: 2 * time.Second, MaxBusyBackoff: time.Second}, // below BusyBackoff
+		{OriginBusyBackoff: -1},
+		{MaxOriginBusyBackoff: -1},
+		{MaxOriginBusyBackoff: 100 * time.Millisecond}, // below the default OriginBusyBackoff
+		{OriginBusyBackoff: 2 * time.Second, MaxOriginBusyBackoff: time.Second}, // below OriginBusyBackoff
 	}
 	for _, c := range bad {
 		err := c.Validate()
