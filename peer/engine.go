@@ -367,6 +367,8 @@ const manifestSlots = 4
 
 func (e *Engine) acquireManifestSlot() bool { return tryTake(e.mslots) }
 
+func (e *Engine) releaseManifestSlot() { <-e.mslots }
+
 // tryTake takes a slot of the semaphore slots if one is free.
 func tryTake(slots chan struct{}) bool {
 	select {

@@ -10,7 +10,7 @@ func TakeManifestSlots(e *Engine) (release func()) {
 	}
 	return func() {
 		for range n {
-			<-e.mslots
+			e.releaseManifestSlot()
 		}
 	}
 }

@@ -385,12 +385,20 @@ func (s *session) writeLoop() {
 		}
 	}()
 	piece := s.e.cfg.PieceSize
+	var expired []*upload
 	for {
-		heldNext, heldOK := s.expireHeld()
 		s.mu.Lock()
 		batch := s.ctrl
 		s.ctrl = spare[:0]
+		var heldNext time.Time
+		var heldOK bool
+		expired, heldNext, heldOK = s.expireHeldLocked(s.e.clock.Now(), expired[:0])
 		s.mu.Unlock()
+		for _, u := range expired {
+			s.e.met.uploadUnacked()
+			s.finishUpload(u)
+		}
+		clear(expired)
 		if len(batch) > 0 {
 			_ = s.stream.SetWriteDeadline(time.Now().Add(writeTimeout))
 			for _, m := range batch {
@@ -481,7 +489,7 @@ func (s *session) writeLoop() {
 }
 
 // hold keeps upload u's slot, written in full, until the remote says it
-// received it (onReceived), cancels it, or for writeTimeout. An upload is
+// received it (a Received frame), cancels it, or for writeTimeout. An upload is
 // on the link, not done, when its bytes are in the stream's window and the
 // kernel's buffers: a slot freed then lets the uploader take on more
 // uploads than its link carries, and what it sends to a slow receiver
@@ -493,9 +501,9 @@ func (s *session) hold(u *upload) {
 	s.mu.Unlock()
 }
 
-// unhold takes the held upload of request id off the list and frees it;
-// it reports whether there was one.
-func (s *session) unhold(id uint32) bool {
+// unhold takes the held upload of request id, if any, off the list and
+// frees it.
+func (s *session) unhold(id uint32) {
 	s.mu.Lock()
 	k := slices.IndexFunc(s.held, func(u *upload) bool { return u.req == id })
 	var u *upload
@@ -507,28 +515,22 @@ func (s *session) unhold(id uint32) bool {
 	if u != nil {
 		s.finishUpload(u)
 	}
-	return u != nil
 }
 
-// expireHeld frees the held uploads whose time is up, and returns when the
-// next one's is.
-func (s *session) expireHeld() (next time.Time, ok bool) {
-	now := s.e.clock.Now()
-	var expired []*upload
-	s.mu.Lock()
-	for len(s.held) > 0 && !s.held[0].heldUntil.After(now) {
-		expired = append(expired, s.held[0])
-		s.held = slices.Delete(s.held, 0, 1)
+// expireHeldLocked takes the held uploads whose time is up at now off the
+// list, appending them to expired for the caller to free once it has let
+// go of s.mu, and returns when the next one's time is up.
+func (s *session) expireHeldLocked(now time.Time, expired []*upload) (_ []*upload, next time.Time, ok bool) {
+	k := 0
+	for k < len(s.held) && !s.held[k].heldUntil.After(now) {
+		k++
 	}
+	expired = append(expired, s.held[:k]...)
+	s.held = slices.Delete(s.held, 0, k)
 	if len(s.held) > 0 {
 		next, ok = s.held[0].heldUntil, true
 	}
-	s.mu.Unlock()
-	for _, u := range expired {
-		s.e.met.uploadUnacked()
-		s.finishUpload(u)
-	}
-	return next, ok
+	return expired, next, ok
 }
 
 func (s *session) writeFailed(err error) {
@@ -661,7 +663,7 @@ func (s *session) finishUpload(u *upload) {
 	}
 	switch {
 	case u.slot && u.manifest:
-		<-s.e.mslots
+		s.e.releaseManifestSlot()
 	case u.slot:
 		s.e.releaseSlot()
 	}

@@ -259,20 +259,27 @@ func (c Config) Validate() error {
 		return bad("origin after failures %d is negative (0 selects %d)", c.OriginAfterFailures, DefaultOriginAfterFailures)
 	case c.BanThreshold < 0:
 		return bad("ban threshold %d is negative (0 selects %d)", c.BanThreshold, DefaultBanThreshold)
-	case c.BusyBackoff < 0:
-		return bad("busy backoff %v is negative (0 selects %v)", c.BusyBackoff, DefaultBusyBackoff)
-	case c.MaxBusyBackoff < 0:
-		return bad("max busy backoff %v is negative (0 selects %v)", c.MaxBusyBackoff, DefaultMaxBusyBackoff)
 	case c.DeferBackoff < 0:
 		return bad("defer backoff %v is negative (0 selects %v)", c.DeferBackoff, DefaultDeferBackoff)
-	case c.MaxBusyBackoff != 0 && c.MaxBusyBackoff < c.withDefaults().BusyBackoff:
-		return bad("max busy backoff %v is below the busy backoff %v", c.MaxBusyBackoff, c.withDefaults().BusyBackoff)
-	case c.OriginBusyBackoff < 0:
-		return bad("origin busy backoff %v is negative (0 selects %v)", c.OriginBusyBackoff, DefaultOriginBusyBackoff)
-	case c.MaxOriginBusyBackoff < 0:
-		return bad("max origin busy backoff %v is negative (0 selects %v)", c.MaxOriginBusyBackoff, DefaultMaxOriginBusyBackoff)
-	case c.MaxOriginBusyBackoff != 0 && c.MaxOriginBusyBackoff < c.withDefaults().OriginBusyBackoff:
-		return bad("max origin busy backoff %v is below the origin busy backoff %v", c.MaxOriginBusyBackoff, c.withDefaults().OriginBusyBackoff)
+	}
+	d := c.withDefaults()
+	if err := checkBackoff("busy backoff", c.BusyBackoff, c.MaxBusyBackoff, d.BusyBackoff, DefaultBusyBackoff, DefaultMaxBusyBackoff); err != nil {
+		return err
+	}
+	return checkBackoff("origin busy backoff", c.OriginBusyBackoff, c.MaxOriginBusyBackoff, d.OriginBusyBackoff, DefaultOriginBusyBackoff, DefaultMaxOriginBusyBackoff)
+}
+
+// checkBackoff validates a pause that starts at first and doubles up to
+// limit (zero selects the default def or defLimit); firstOrDefault is first
+// with its default applied.
+func checkBackoff(name string, first, limit, firstOrDefault, def, defLimit time.Duration) error {
+	switch {
+	case first < 0:
+		return fmt.Errorf("%w: %s %v is negative (0 selects %v)", ErrBadConfig, name, first, def)
+	case limit < 0:
+		return fmt.Errorf("%w: max %s %v is negative (0 selects %v)", ErrBadConfig, name, limit, defLimit)
+	case limit != 0 && limit < firstOrDefault:
+		return fmt.Errorf("%w: max %s %v is below the %s %v", ErrBadConfig, name, limit, name, firstOrDefault)
 	}
 	return nil
 }

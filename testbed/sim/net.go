@@ -192,7 +192,6 @@ func (sm *sim) connOf(e event) (*conn, int) {
 // until the requester's Received (protocol 1.1), the emulated wait was
 // nearer a whole piece per upload (64 KiB): a freed slot let an uploader
 // queue more than its link carried.
-
 func (sm *sim) delay(h *host) int64 {
 	d := h.lat
 	if h.jitter > 0 {
