@@ -18,7 +18,9 @@ import (
 //   - a request goes to a connected, unbanned, unpaused peer that
 //     advertises the chunk, with fewer than MaxInflightPerPeer requests
 //     outstanding there (MaxInflightPerOrigin at a fallback origin while
-//     another peer is connected);
+//     another peer is connected; at other peers, with MinInflightPerPeer
+//     set, MaxInflightPerPeer shared out among the connected ones but no
+//     less than MinInflightPerPeer);
 //   - a busy answer pauses a peer that is not paused for BusyBackoff,
 //     doubled for each pause since the peer last delivered a chunk, at
 //     most MaxBusyBackoff;
@@ -351,6 +353,22 @@ func (m *model) otherPeers() bool {
 	return false
 }
 
+// depth is the most requests a peer that is not a fallback origin may
+// have outstanding: MaxInflightPerPeer shared out among the connected
+// ones, rounded up, but at least MinInflightPerPeer (when set).
+func (m *model) depth() int {
+	d, n := m.cfg.MaxInflightPerPeer, 0
+	for _, p := range m.peers {
+		if p.connected && !m.banned[p.id] && !m.fallback(p) {
+			n++
+		}
+	}
+	if m.cfg.MinInflightPerPeer > 0 && n > 1 {
+		d = min(d, max(m.cfg.MinInflightPerPeer, (d+n-1)/n))
+	}
+	return d
+}
+
 func (m *model) endgame() bool {
 	missing := m.n - m.nheld
 	return m.cfg.MaxDuplicates > 1 && missing > 0 && missing <= m.cfg.EndgameThreshold
@@ -579,6 +597,8 @@ func (m *model) apply(a Action) {
 			m.fatalf("%v: %d requests already outstanding at the peer", a, m.perPeer[a.Peer])
 		case m.fallback(p) && m.otherPeers() && m.perPeer[a.Peer] >= m.cfg.MaxInflightPerOrigin:
 			m.fatalf("%v: %d requests already outstanding at the origin, and other peers are connected", a, m.perPeer[a.Peer])
+		case !m.fallback(p) && m.perPeer[a.Peer] >= m.depth():
+			m.fatalf("%v: %d requests already outstanding at the peer, its share of the depth is %d", a, m.perPeer[a.Peer], m.depth())
 		case m.now < m.busyUntil[a.Peer]:
 			m.fatalf("%v: peer is busy until %v", a, m.busyUntil[a.Peer])
 		case m.suspect[a.Peer]:
@@ -941,6 +961,9 @@ func randomScenario(t testing.TB, seed uint64, maxChunks, maxPeers int) *model {
 	}
 	if r.IntN(2) == 0 {
 		cfg.MaxInflightPerOrigin = 1 + r.IntN(4)
+	}
+	if r.IntN(2) == 0 {
+		cfg.MinInflightPerPeer = 1 + r.IntN(3)
 	}
 	if r.IntN(2) == 0 {
 		cfg.MaxBusyBackoff = cfg.withDefaults().BusyBackoff * time.Duration(1+r.IntN(20))

@@ -130,6 +130,8 @@ func (s *Scheduler) canAsk(p *peer) bool {
 	w := int(p.window)
 	if p.fallback && s.npeers > 0 {
 		w = min(w, s.cfg.MaxInflightPerOrigin)
+	} else if !p.fallback {
+		w = min(w, int(s.depth))
 	}
 	// suspect is read last: it lies outside the first cache line, which
 	// a peer whose window is full never leaves.
@@ -171,6 +173,7 @@ type Scheduler struct {
 
 	base       int32 // connected non-origin peers counted as having every chunk
 	npeers     int   // connected peers that are not fallback origins
+	depth      int32 // the most requests outstanding at one of them (setDepth)
 	cfg        Config
 	rng        *rand.Rand
 	held       Bitset
@@ -274,6 +277,7 @@ func New(cfg Config, numChunks int, have Bitset, rng *rand.Rand) (*Scheduler, er
 	if s.cfg.MaxDuplicates > 1 {
 		s.endgameAt = s.cfg.EndgameThreshold
 	}
+	s.setDepth()
 	s.nheld = have.copyInto(s.held)
 	s.buckets[0] = make([]int32, 0, numChunks-s.nheld)
 	for i := range s.chunks {
@@ -505,8 +509,21 @@ func (s *Scheduler) connect(e PeerConnected) {
 	s.byID[p.id] = p
 	if !p.fallback {
 		s.npeers++
+		s.setDepth()
 	}
 	s.markDirty(p)
+}
+
+// setDepth shares the pipelining depth out among the npeers connected
+// peers (Config.MinInflightPerPeer). A peer whose share shrank keeps the
+// requests it has; one whose share grew is filled at the end of the event
+// (a peer leaving wakes all).
+func (s *Scheduler) setDepth() {
+	d := s.cfg.MaxInflightPerPeer
+	if m := s.cfg.MinInflightPerPeer; m > 0 && s.npeers > 1 {
+		d = min(d, max(m, (d+s.npeers-1)/s.npeers))
+	}
+	s.depth = int32(d)
 }
 
 func (s *Scheduler) disconnect(id string) {
@@ -1237,6 +1254,7 @@ func (s *Scheduler) removePeer(p *peer) {
 	s.wakeAll = true
 	if !p.fallback {
 		s.npeers--
+		s.setDepth()
 	}
 	s.unlinkStalled(p)
 	s.unwatch(p)

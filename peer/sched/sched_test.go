@@ -99,6 +99,8 @@ func TestConfig(t *testing.T) {
 		{BanThreshold: -2},
 		{BusyBackoff: -1},
 		{MaxInflightPerOrigin: -1},
+		{MinInflightPerPeer: -1},
+		{MinInflightPerPeer: MaxMaxInflightPerPeer + 1},
 		{MaxInflightPerOrigin: MaxMaxInflightPerPeer + 1},
 		{MaxBusyBackoff: -1},
 		{MaxBusyBackoff: 10 * time.Millisecond},                     // below the default BusyBackoff
@@ -562,5 +564,45 @@ func TestTagInActions(t *testing.T) {
 	acts = s.Handle(epoch, ChunkStoredLocally{Index: 1})
 	if len(acts) == 0 || acts[0] != (Action{Kind: Cancel, Peer: "p", Index: 1, Tag: 7}) {
 		t.Fatalf("stored locally: %+v, want a Cancel with tag 7 first", acts)
+	}
+}
+
+// With MinInflightPerPeer set, MaxInflightPerPeer is shared out among the
+// connected peers, rounded up: a lone peer gets it all, the next ones less
+// as more connect (but no less than the floor), and when a peer leaves the
+// others may have more.
+func TestDepthShared(t *testing.T) {
+	s, err := New(Config{MaxInflightPerPeer: 8, MinInflightPerPeer: 2}, 64, Bitset{}, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outstanding := func(acts []Action) map[string]int {
+		n := map[string]int{}
+		for _, a := range acts {
+			if a.Kind == Request {
+				n[a.Peer]++
+			}
+		}
+		return n
+	}
+	all := FullBitset(64)
+	if got := outstanding(s.Handle(epoch, PeerConnected{Peer: "a", Have: all}))["a"]; got != 8 {
+		t.Fatalf("a lone peer got %d requests, want 8", got)
+	}
+	for _, c := range []struct {
+		id   string
+		want int // ceil(8/n) for n peers, at least 2
+	}{{"b", 4}, {"c", 3}, {"d", 2}} {
+		if got := outstanding(s.Handle(epoch, PeerConnected{Peer: c.id, Have: all}))[c.id]; got != c.want {
+			t.Fatalf("peer %s got %d requests, want %d", c.id, got, c.want)
+		}
+	}
+	// With a gone, three are left: each may have 3, so only d gets more.
+	got := outstanding(s.Handle(epoch, PeerDisconnected{Peer: "a"}))
+	if got["d"] != 1 || got["b"] != 0 || got["c"] != 0 {
+		t.Fatalf("after a left: new requests %v, want one more at d only", got)
+	}
+	if err := s.checkInvariants(); err != nil {
+		t.Fatal(err)
 	}
 }
