@@ -107,7 +107,7 @@ func TestConfig(t *testing.T) {
 		{BusyBackoff: 2 * time.Second, MaxBusyBackoff: time.Second}, // below BusyBackoff
 		{OriginBusyBackoff: -1},
 		{MaxOriginBusyBackoff: -1},
-		{MaxOriginBusyBackoff: 100 * time.Millisecond}, // below the default OriginBusyBackoff
+		{MaxOriginBusyBackoff: 100 * time.Millisecond},                          // below the default OriginBusyBackoff
 		{OriginBusyBackoff: 2 * time.Second, MaxOriginBusyBackoff: time.Second}, // below OriginBusyBackoff
 	}
 	for _, c := range bad {
