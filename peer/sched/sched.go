@@ -116,9 +116,9 @@ type peer struct {
 const smallWords = 2
 
 // canAsk reports whether p may be sent another request now: it is not
-// paused, and has fewer requests outstanding than its window, or than
-// MaxInflightPerOrigin for a fallback origin while other peers are
-// connected.
+// paused, and has fewer requests outstanding than its window and than its
+// share of the depth (Scheduler.depth), or, for a fallback origin while
+// other peers are connected, than MaxInflightPerOrigin.
 func (s *Scheduler) canAsk(p *peer) bool {
 	if p.paused {
 		return false
@@ -128,10 +128,11 @@ func (s *Scheduler) canAsk(p *peer) bool {
 		return false
 	}
 	w := int(p.window)
-	if p.fallback && s.npeers > 0 {
-		w = min(w, s.cfg.MaxInflightPerOrigin)
-	} else if !p.fallback {
+	switch {
+	case !p.fallback:
 		w = min(w, int(s.depth))
+	case s.npeers > 0:
+		w = min(w, s.cfg.MaxInflightPerOrigin)
 	}
 	// suspect is read last: it lies outside the first cache line, which
 	// a peer whose window is full never leaves.
