@@ -176,7 +176,23 @@ func TestMalformedFramesGetPeerBanned(t *testing.T) {
 	if !n.Logs.Contains("banned peer", h.ID().String(), "kind=protocol_violation") {
 		t.Errorf("ban not logged with its reason")
 	}
-	// A banned peer's new stream is refused with Reject{0, Banned}.
+	// A banned peer's new stream is refused with Reject{0, Banned}. The ban
+	// closed the connection; wait until this end has noticed, or the
+	// stream would open on the dying connection and be reset with it.
+	a, err := ma.NewMultiaddr(n.Engine.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := lpeer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peertest.Eventually(t, 5*time.Second, func() error {
+		if c := h.Network().Connectedness(info.ID); c == network.Connected {
+			return errorf("still connected to the server after the ban")
+		}
+		return nil
+	})
 	s, dec := rawStream(t, h, n)
 	msg, err := dec.Next()
 	if err != nil {
