@@ -12,6 +12,7 @@ import (
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/peer/resend"
 	"github.com/p2pd/p2pd/peer/sched"
 	"github.com/p2pd/p2pd/peer/store"
 	"github.com/p2pd/p2pd/tracker/trackerclient"
@@ -65,6 +66,10 @@ type blob struct {
 	index      map[chunker.Digest]int32   // first index of each chunk
 	dups       map[chunker.Digest][]int32 // every index of chunks listed more than once
 	interested map[*session]struct{}      // peers that sent Interested for it
+	// round is the first round of its chunks' uploads (resend.Round),
+	// made on the first claim; the pointer is guarded by mu, the round by
+	// Engine.sentMu.
+	round *resend.Round
 
 	// Guarded by Engine.mu.
 	dl  *download
@@ -224,6 +229,25 @@ func (b *blob) hasChunk(d chunker.Digest) bool {
 	defer b.mu.Unlock()
 	_, ok := b.index[d]
 	return ok
+}
+
+// sendRound returns chunk d's index in the blob (-1 if the manifest is not
+// known or lacks it) and the blob's upload round, which it makes if need
+// be (nil without a manifest): see Engine.claimUpload.
+func (b *blob) sendRound(d chunker.Digest) (int, *resend.Round) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		return -1, nil
+	}
+	if b.round == nil {
+		b.round = resend.NewRound(len(b.m.Chunks))
+	}
+	i, ok := b.index[d]
+	if !ok {
+		return -1, b.round
+	}
+	return int(i), b.round
 }
 
 // indexes returns every index of chunk d in the blob.

@@ -95,7 +95,10 @@ type Config struct {
 	// HostUploadRate and HostDownloadRate cap all of the host's TCP
 	// traffic, every peer together, protocol overhead included, in bytes
 	// per second (0 = unlimited): what keeps a fleet-wide push from
-	// flooding a production link. QUIC connections are not capped.
+	// flooding a production link. QUIC connections are not capped. With
+	// an upload rate (here or from the testbed's link), uploads are
+	// paced to it in smaller pieces, so that control frames do not wait
+	// behind queued data (see pace.go).
 	HostUploadRate   int64 `yaml:"host_upload_rate"`
 	HostDownloadRate int64 `yaml:"host_download_rate"`
 	// RequestTimeout is how long a manifest request may stay unanswered,
@@ -122,7 +125,9 @@ type Config struct {
 	// at most 1 MiB). The receiver reports progress on a chunk to its
 	// scheduler as frames arrive, so a chunk of several pieces that
 	// arrives slowly, on a link shared by many uploads, shows that it is
-	// moving rather than waiting for the request timeout.
+	// moving rather than waiting for the request timeout. Paced uploads
+	// (HostUploadRate) use smaller pieces on slow links: about 20 ms of
+	// the link, no less than 4 KiB.
 	PieceSize int `yaml:"piece_size"`
 	// PutWorkers is how many received chunks are verified and written to
 	// the store at once (default 8). The store fsyncs every chunk, so

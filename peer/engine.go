@@ -16,12 +16,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/clock"
 	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
+	"github.com/p2pd/p2pd/peer/resend"
 )
 
 // Engine states.
@@ -52,14 +54,19 @@ type Engine struct {
 	mslots chan struct{}
 	putq   chan *putJob // received chunks to verify and store
 
-	sentMu    sync.Mutex
-	sent      map[chunker.Digest]sentRecord // see claimUpload
-	hoarders  map[lpeer.ID]time.Time        // when each was last found hoarding; see claimUpload
-	lastSweep time.Time
+	// sentMu guards claims and every blob's round: see claimUpload.
+	sentMu sync.Mutex
+	claims *resend.Claims[chunker.Digest, lpeer.ID]
+	epoch  time.Time // claims' times count from here
 
 	// Set by Start, constant afterwards.
 	host   host.Host
 	selfID string
+	// pace, if not nil, paces the chunk data the sessions hand their
+	// streams to the host's upload rate, and piece is the Data payload
+	// then (see newPacer).
+	pace   *rate.Limiter
+	piece  int
 	ctx    context.Context // ends when Close starts tearing down
 	cancel context.CancelFunc
 
@@ -119,8 +126,8 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		slots:      make(chan struct{}, cfg.UploadSlots),
 		mslots:     make(chan struct{}, manifestSlots),
 		putq:       make(chan *putJob, 2*cfg.PutWorkers),
-		sent:       make(map[chunker.Digest]sentRecord),
-		hoarders:   make(map[lpeer.ID]time.Time),
+		claims:     resend.New[chunker.Digest, lpeer.ID](cfg.ResendWindow),
+		epoch:      deps.Clock.Now(),
 		startDone:  make(chan struct{}),
 		closeDone:  make(chan struct{}),
 		sessions:   make(map[lpeer.ID]*session),
@@ -176,6 +183,7 @@ func (e *Engine) start(ctx context.Context) error {
 		return err
 	}
 	e.mu.Lock()
+	e.pace, e.piece = newPacer(link.UpRate(), e.cfg.PieceSize)
 	e.host = h
 	e.selfID = h.ID().String()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -379,77 +387,51 @@ func tryTake(slots chan struct{}) bool {
 	}
 }
 
-// sentRecord is the last peer a chunk was sent to, and when.
-type sentRecord struct {
-	to lpeer.ID
-	at time.Time
-}
-
-// claimUpload decides whether chunk d may be sent to peer to. Within
-// Config.ResendWindow of sending d to another peer it may not: that peer
-// will announce it to the swarm, and fetching it from there spares this
-// engine (an origin, typically) a second copy.
+// claimUpload decides whether chunk d of blob b (nil if unknown) may be
+// sent to peer to, by the rules of package resend under
+// Config.ResendWindow: within the window of sending d to another peer it
+// may not, nor, during b's first round, once it has been sent to another
+// peer at all. That peer will announce it to the swarm, and fetching it
+// from there spares this engine (an origin, typically) a second copy.
 //
-// An escalated request (the requester could not get the chunk from the
-// peers that advertise it, or an origin kept deferring it: see
-// sched.Scheduler) is never refused, and neither is the claim made when a
-// send ends; both still record the send. An escalated request within the
-// window also finds the peer the chunk went to hoarding it: for
-// HoardWindows, that peer is deferred while other uploads run
-// (deferHoarder).
-func (e *Engine) claimUpload(d chunker.Digest, to lpeer.ID, force, escalated bool) bool {
-	window := e.cfg.ResendWindow
-	if window <= 0 {
+// An escalated request (kind resend.Escalated: the requester could not get
+// the chunk from the peers that advertise it, or an origin kept deferring
+// it: see sched.Scheduler) is never refused, and neither is the claim made
+// when a send ends (resend.Sent); both still record the send. An escalated
+// request within the window also finds the peer the chunk went to
+// hoarding: for resend.HoardWindows windows, that peer is deferred while
+// other uploads run (deferHoarder).
+func (e *Engine) claimUpload(b *blob, d chunker.Digest, to lpeer.ID, kind resend.Kind) bool {
+	if !e.claims.On() {
 		return true
 	}
-	now := e.clock.Now()
+	i, r := -1, (*resend.Round)(nil)
+	if b != nil {
+		i, r = b.sendRound(d)
+	}
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
-	if r, ok := e.sent[d]; ok && r.to != to && now.Sub(r.at) < window {
-		if !force {
-			return false
-		}
-		if escalated {
-			e.met.uploadEscalated()
-			e.hoarders[r.to] = now
-		}
+	ok, forced := e.claims.Claim(d, i, r, to, e.clock.Now().Sub(e.epoch), kind)
+	if forced {
+		e.met.uploadEscalated()
 	}
-	e.sent[d] = sentRecord{to: to, at: now}
-	if now.Sub(e.lastSweep) > window {
-		e.lastSweep = now
-		for k, r := range e.sent {
-			if now.Sub(r.at) >= window {
-				delete(e.sent, k)
-			}
-		}
-		for id, at := range e.hoarders {
-			if now.Sub(at) >= HoardWindows*window {
-				delete(e.hoarders, id)
-			}
-		}
-	}
-	return true
+	return ok
 }
-
-// HoardWindows is how many resend windows a peer found hoarding stays
-// deferred (see Config.ResendWindow).
-const HoardWindows = 3
 
 // deferHoarder reports whether a request from peer id, which holds one of
 // the upload slots, is to be deferred because id was found hoarding in
-// the last HoardWindows resend windows, and other uploads hold slots. An
-// origin's first copies are then spent on peers that pass chunks on; a
-// peer that hoards (a stalled or a slowloris peer, which downloads
-// honestly and serves nothing) gets its chunks from the swarm, and from
-// this engine only when it is otherwise idle.
+// the last resend.HoardWindows resend windows, and other uploads hold
+// slots. An origin's first copies are then spent on peers that pass
+// chunks on; a peer that hoards (a stalled or a slowloris peer, which
+// downloads honestly and serves nothing) gets its chunks from the swarm,
+// and from this engine only when it is otherwise idle.
 func (e *Engine) deferHoarder(id lpeer.ID) bool {
-	if e.cfg.ResendWindow <= 0 || len(e.slots) <= 1 {
+	if !e.claims.On() || len(e.slots) <= 1 {
 		return false
 	}
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
-	at, ok := e.hoarders[id]
-	return ok && e.clock.Now().Sub(at) < HoardWindows*e.cfg.ResendWindow
+	return e.claims.Hoarder(id, e.clock.Now().Sub(e.epoch))
 }
 
 // ---- bans and penalties ----

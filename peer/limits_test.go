@@ -153,6 +153,46 @@ func TestResendWindow(t *testing.T) {
 	}
 }
 
+// During a blob's first round an origin sends no chunk to a second peer,
+// however long after the first, while some chunk of the blob has never
+// gone out (package resend): the second copy would delay the first copy
+// of a chunk nobody has. Once every chunk has gone out, only the window
+// holds.
+func TestFirstRoundHoldsSecondCopies(t *testing.T) {
+	n, clk := startFakeClockOrigin(t, nil)
+	m := peertest.SeedBlob(t, n, bytes.NewReader(chunkertest.Bytes(19, 256<<10)), peertest.SmallChunks)
+	if len(m.Chunks) < 3 {
+		t.Fatalf("%d chunks, want at least 3", len(m.Chunks))
+	}
+	interested := func(cn *rawConn) *rawConn {
+		t.Helper()
+		if err := peerwire.Encode(cn.s, peerwire.Interested{Blob: m.Digest}); err != nil {
+			t.Fatal(err)
+		}
+		return cn
+	}
+	x, y := interested(dialRaw(t, n)), interested(dialRaw(t, n))
+	ask := func(cn *rawConn, i int) string { t.Helper(); got, _ := cn.fetch(t, m.Chunks[i].Digest); return got }
+	if got := ask(x, 0); got != "Data" {
+		t.Fatalf("first copy of chunk 0: %s", got)
+	}
+	clk.Advance(11 * time.Second) // past the window, within the round
+	if got := ask(y, 0); got != "Deferred" {
+		t.Fatalf("a second copy of chunk 0 after the window, with %d chunks never sent: %s, want Reject Deferred", len(m.Chunks)-1, got)
+	}
+	for i := 1; i < len(m.Chunks); i++ {
+		if got := ask(y, i); got != "Data" {
+			t.Fatalf("first copy of chunk %d: %s", i, got)
+		}
+	}
+	if got := ask(y, 0); got != "Data" {
+		t.Fatalf("a second copy of chunk 0 after the round and the window: %s, want Data", got)
+	}
+	if got := ask(x, len(m.Chunks)-1); got != "Deferred" {
+		t.Fatalf("a second copy within the window after the round: %s, want Reject Deferred", got)
+	}
+}
+
 // The host-wide caps shape every connection of the host: two peers
 // pulling from an origin capped at rate share it, so the pulls take at
 // least the time the cap allows for both copies (a lower bound: a slow

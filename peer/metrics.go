@@ -149,7 +149,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		escalated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_peer_upload_escalated_total",
-			Help: "Chunk requests served within the resend window of sending the chunk to another peer because the requester marked them escalated (the peers that have it failed it or look stalled).",
+			Help: "Chunk requests served within the resend window (or the first round) of sending the chunk to another peer because the requester marked them escalated (the peers that have it failed it or look stalled).",
 		}),
 		hoarder: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "p2pd_peer_upload_hoarder_deferred_total",

@@ -22,6 +22,8 @@ type muxWriter struct {
 	w   io.Writer
 	buf []byte // len: bytes buffered; cap: the frame size
 	err error
+	// written counts the bytes Write has taken.
+	written int64
 }
 
 func newMuxWriter(w io.Writer, size int) *muxWriter {
@@ -30,9 +32,9 @@ func newMuxWriter(w io.Writer, size int) *muxWriter {
 
 // Write buffers or writes p. It writes to the stream only in multiples of
 // the frame size.
-func (m *muxWriter) Write(p []byte) (int, error) {
+func (m *muxWriter) Write(p []byte) (n int, err error) {
+	defer func() { m.written += int64(n) }()
 	size := cap(m.buf)
-	n := 0
 	for len(p) > 0 {
 		if m.err != nil {
 			return n, m.err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
+	"github.com/p2pd/p2pd/peer/resend"
 	"github.com/p2pd/p2pd/peer/sched"
 	"github.com/p2pd/p2pd/peer/store"
 )
@@ -384,7 +385,7 @@ func (s *session) writeLoop() {
 			s.finishUpload(cur)
 		}
 	}()
-	piece := s.e.cfg.PieceSize
+	piece := s.e.piece
 	var expired []*upload
 	for {
 		s.mu.Lock()
@@ -400,6 +401,7 @@ func (s *session) writeLoop() {
 		}
 		clear(expired)
 		if len(batch) > 0 {
+			written := s.bw.written
 			_ = s.stream.SetWriteDeadline(time.Now().Add(writeTimeout))
 			for _, m := range batch {
 				if err := peerwire.Encode(s.bw, m); err != nil {
@@ -407,6 +409,7 @@ func (s *session) writeLoop() {
 					return
 				}
 			}
+			charge(s.e.pace, s.e.clock.Now(), int(s.bw.written-written))
 		}
 		clear(batch)
 		spare = batch
@@ -423,11 +426,17 @@ func (s *session) writeLoop() {
 				continue
 			}
 			n := min(piece, len(cur.data)-cur.off)
-			if s.upLim != nil && !cur.manifest {
+			if (s.upLim != nil || s.e.pace != nil) && !cur.manifest {
 				now := s.e.clock.Now()
 				if readyAt.IsZero() {
-					d := s.upLim.ReserveN(now, n).DelayFrom(now)
-					s.e.met.rateDelayed(dirUpload, d)
+					var d time.Duration
+					if s.upLim != nil {
+						d = s.upLim.ReserveN(now, n).DelayFrom(now)
+						s.e.met.rateDelayed(dirUpload, d)
+					}
+					if s.e.pace != nil {
+						d = max(d, s.e.pace.ReserveN(now, n).DelayFrom(now))
+					}
 					readyAt = now.Add(d)
 				}
 				if now.Before(readyAt) {
@@ -457,7 +466,7 @@ func (s *session) writeLoop() {
 					// has been sent: on a slow link that is long
 					// after the request was accepted, and until then
 					// nobody can fetch it from this peer's requester.
-					s.e.claimUpload(cur.digest, s.id, true, false)
+					s.e.claimUpload(cur.b, cur.digest, s.id, resend.Sent)
 				}
 				if !cur.manifest && cur.slot && s.acks {
 					s.hold(cur)
@@ -907,8 +916,11 @@ func (s *session) onRequest(m peerwire.Request) {
 	}
 	// Claim the chunk only once a slot is ours: a request refused for want
 	// of a slot must not hold the chunk back from the next peer that asks.
-	esc := m.Flags&peerwire.RequestEscalated != 0
-	if !s.e.claimUpload(m.Chunk, s.id, esc, esc) {
+	kind := resend.Request
+	if m.Flags&peerwire.RequestEscalated != 0 {
+		kind = resend.Escalated
+	}
+	if !s.e.claimUpload(b, m.Chunk, s.id, kind) {
 		s.e.releaseSlot()
 		s.mu.Unlock()
 		s.e.met.uploadDeferred()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/resend"
 	"github.com/p2pd/p2pd/peer/sched"
 	"github.com/p2pd/p2pd/testbed/scenario"
 )
@@ -284,7 +285,7 @@ func (sm *sim) onRequest(e event) {
 		int(p.queue.n) >= sm.lists.blk:
 		reason = sched.FailBusy
 		sm.st.busy++
-	case u.slots > 0 && sm.hoarder(u, di), !sm.claim(u, di, e.idx, e.reason != 0, e.reason != 0):
+	case u.slots > 0 && sm.hoarder(u, di), !sm.claim(u, di, e.idx, requestKind(e.reason != 0)):
 		reason = sched.FailDeferred
 		sm.st.deferred++
 	default:
@@ -298,37 +299,23 @@ func (sm *sim) onRequest(e event) {
 	sm.send(e.h, k, event{kind: evReject, id: e.id, idx: e.idx, reason: uint8(reason)})
 }
 
-// claim is the engine's claimUpload: within the resend window of sending
-// chunk i to one peer, u sends it to no other, unless the request is
-// escalated (force), which finds that peer hoarding. Like the engine, the
-// uploader claims the chunk when it accepts the request and again when it
-// has sent it, so that the window counts from the end of the send.
-func (sm *sim) claim(u *host, to int32, i int32, force, escalated bool) bool {
-	window := int64(sm.cfgOf(u).ResendWindow)
-	if window <= 0 || u.sent == nil {
+// claim is the engine's claimUpload (package resend): whether u may send
+// chunk i to peer to now. Like the engine, the uploader claims the chunk
+// when it accepts the request (kind Request or Escalated) and again when
+// it has sent it (Sent), so that the window counts from the end of the
+// send.
+func (sm *sim) claim(u *host, to int32, i int32, kind resend.Kind) bool {
+	if u.claims == nil {
 		return true
 	}
-	r := &u.sent[i]
-	if r.set && r.to != to && sm.now-r.at < window {
-		if !force {
-			return false
-		}
-		if escalated {
-			if u.hoarders == nil {
-				u.hoarders = make(map[int32]int64)
-			}
-			u.hoarders[r.to] = sm.now
-		}
-	}
-	*r = sentRecord{to: to, at: sm.now, set: true}
-	return true
+	ok, _ := u.claims.Claim(i, int(i), u.round, to, time.Duration(sm.now), kind)
+	return ok
 }
 
 // hoarder is the engine's deferHoarder, less its test for other uploads:
-// whether u found d hoarding within peer.HoardWindows resend windows.
+// whether u found d hoarding within resend.HoardWindows resend windows.
 func (sm *sim) hoarder(u *host, d int32) bool {
-	at, ok := u.hoarders[d]
-	return ok && sm.now-at < peer.HoardWindows*int64(sm.cfgOf(u).ResendWindow)
+	return u.claims != nil && u.claims.Hoarder(d, time.Duration(sm.now))
 }
 
 func (sm *sim) onReject(e event) {
@@ -390,7 +377,7 @@ func (sm *sim) flowDone(ci int32, k int) {
 	sm.served(ui, sm.sizes[head.idx])
 	sm.lists.removeID(&p.queue, head.id)
 	u := &sm.hosts[ui]
-	sm.claim(u, c.host[1-k], head.idx, true, false) // the resend window counts from the end of the send, as in the engine's writer
+	sm.claim(u, c.host[1-k], head.idx, resend.Sent) // the resend window counts from the end of the send, as in the engine's writer
 	at := sm.now + u.lat
 	if u.jitter > 0 {
 		at += sm.rng.Int64N(u.jitter)
@@ -655,4 +642,12 @@ func boolIdx(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// requestKind is the claim a request makes.
+func requestKind(escalated bool) resend.Kind {
+	if escalated {
+		return resend.Escalated
+	}
+	return resend.Request
 }

@@ -47,6 +47,7 @@ import (
 	"github.com/p2pd/p2pd/internal/units"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer"
+	"github.com/p2pd/p2pd/peer/resend"
 	"github.com/p2pd/p2pd/peer/sched"
 	"github.com/p2pd/p2pd/testbed/result"
 	"github.com/p2pd/p2pd/testbed/scenario"
@@ -156,8 +157,8 @@ type host struct {
 	upDirty   bool    // upFlows must be re-rated
 	downDirty bool
 	banned    []int32
-	sent      []sentRecord    // origins: ResendWindow bookkeeping, per chunk
-	hoarders  map[int32]int64 // origins: when each peer was last found hoarding (claim)
+	claims    *resend.Claims[int32, int32] // origins: ResendWindow bookkeeping (claim)
+	round     *resend.Round                // its first round
 
 	uploaded, downloaded   int64
 	fromPeers, fromOrigins int64
@@ -166,13 +167,6 @@ type host struct {
 
 // share is a host's capacity per flow, in bytes/s.
 type share struct{ up, down float64 }
-
-// sentRecord is the last peer a chunk was sent to, and when.
-type sentRecord struct {
-	to  int32
-	at  int64
-	set bool
-}
 
 // stats are counters for tests and the huge-run log.
 type stats struct {
@@ -292,10 +286,10 @@ func newSim(s scenario.Scenario) (*sim, error) {
 	mean := float64(total) / float64(max(len(sm.sizes), 1))
 	// What a control message waits behind at a sending link, per flowing
 	// upload (see delay): one write of each, a TLS record (tlsRecord), or
-	// less if the pieces or chunks are smaller.
-	ctlPiece := [2]float64{
-		min(float64(sm.pcfg.PieceSize), mean, tlsRecord),
-		min(float64(sm.ocfg.PieceSize), mean, tlsRecord),
+	// less if the pieces (paced to the link: peer.PieceFor) or chunks are
+	// smaller.
+	ctlPiece := func(cfg *peer.Config, up float64) float64 {
+		return min(float64(peer.PieceFor(int64(up), cfg.PieceSize)), mean, tlsRecord)
 	}
 	sm.q.conns = &sm.conns
 	sm.pcfg.MaxConns = cmp.Or(s.Conns.Max, sm.pcfg.MaxConns)
@@ -330,14 +324,14 @@ func newSim(s scenario.Scenario) (*sim, error) {
 			h.have.SetRange(0, n)
 			h.nhave, h.complete = n, true
 			if sm.ocfg.ResendWindow > 0 {
-				h.sent = make([]sentRecord, n)
+				h.claims, h.round = resend.New[int32, int32](sm.ocfg.ResendWindow), resend.NewRound(n)
 			}
 		} else {
 			p := &sm.peers[i-sm.norig]
 			l = p.Link
 			h.behavior, h.zone, h.rack = p.Behavior, p.Zone, p.Rack
 			if sm.pcfg.ResendWindow > 0 {
-				h.sent = make([]sentRecord, n)
+				h.claims, h.round = resend.New[int32, int32](sm.pcfg.ResendWindow), resend.NewRound(n)
 			}
 			if p.Behavior == scenario.Honest {
 				sm.honestOpen++
@@ -346,7 +340,7 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		}
 		h.up, h.down = capacity(l.Up), capacity(l.Down)
 		if !math.IsInf(h.up, 1) {
-			h.ctlNs = ctlPiece[boolIdx(h.origin)] / h.up * 1e9
+			h.ctlNs = ctlPiece(sm.cfgOf(h), h.up) / h.up * 1e9
 		}
 		h.lat, h.jitter, h.loss = int64(l.Latency), int64(l.Jitter), l.Loss
 		sm.lossy = sm.lossy || h.loss > 0
