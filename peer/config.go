@@ -126,8 +126,8 @@ type Config struct {
 	// scheduler as frames arrive, so a chunk of several pieces that
 	// arrives slowly, on a link shared by many uploads, shows that it is
 	// moving rather than waiting for the request timeout. Paced uploads
-	// (HostUploadRate) use smaller pieces on slow links: about 20 ms of
-	// the link, no less than 4 KiB.
+	// (HostUploadRate) use smaller pieces on slow links: about 50 ms of
+	// the link, no less than 8 KiB.
 	PieceSize int `yaml:"piece_size"`
 	// PutWorkers is how many received chunks are verified and written to
 	// the store at once (default 8). The store fsyncs every chunk, so

@@ -23,17 +23,20 @@ import (
 // short. Pieces shrink to about paceSlice of link time, so that a control
 // frame waits behind one short piece per upload rather than a whole chunk.
 // In an emulated 100-peer fan-out on 3 Mbit/s links, the time from a
-// chunk's last byte written to its Received fell from 1.60 s to 0.85 s
-// (docs/benchmarks.md, "Session 8").
+// chunk's last byte written to its Received fell from 1.60 s to 0.66 s
+// (with 20 ms pieces; docs/benchmarks.md, "Session 8"). 50 ms pieces of
+// at least 8 KiB cost fewer frames and wake-ups: with 4 KiB ones the
+// emulated 1,000-peer fan-out was host-bound.
 const (
 	// paceShare of the link rate goes to paced data: the rest is for the
 	// TLS, multiplexer and frame headers, which the bucket does not see.
 	paceShare = 0.98
-	// paceSlice is the link time one piece takes at most.
-	paceSlice = 20 * time.Millisecond
+	// paceSlice is the link time a paced piece takes (unless that is
+	// less than minPacedPiece).
+	paceSlice = 50 * time.Millisecond
 	// minPacedPiece bounds paced pieces from below: smaller ones cost
 	// more in headers and system calls than they save in waiting.
-	minPacedPiece = 4 << 10
+	minPacedPiece = 8 << 10
 )
 
 // newPacer returns the bucket that paces uploads at upRate bytes per

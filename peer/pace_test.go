@@ -12,7 +12,7 @@ import (
 )
 
 // An engine that knows its upload rate paces chunk data to it, in pieces
-// of a few milliseconds of the link, so that a control frame it sends
+// of a few tens of milliseconds of the link, so that a control frame it sends
 // while uploading (here a Pong) goes out between two pieces. Unpaced, as
 // much of the chunk as the stream's window holds would sit in its queue
 // ahead of the Pong.
@@ -66,11 +66,11 @@ func TestPacedUploadLetsControlThrough(t *testing.T) {
 	case atPong-atPing > 128<<10:
 		t.Errorf("%d bytes of the chunk came between the Ping and the Pong: control frames wait behind the upload", atPong-atPing)
 	}
-	// 20 ms of the link at 512 KiB/s is 10 KiB.
-	if want := rate / 50; maxPiece > want+1 {
+	want := peer.PieceFor(rate, peer.DefaultPieceSize)
+	if maxPiece > want {
 		t.Errorf("pieces of up to %d bytes, want at most %d at %d B/s", maxPiece, want, rate)
 	}
-	if peer.DefaultPieceSize <= rate/50 {
-		t.Fatalf("the default piece (%d) is no larger than a paced one: the test shows nothing", peer.DefaultPieceSize)
+	if want >= peer.DefaultPieceSize {
+		t.Fatalf("the paced piece (%d) is no smaller than the default (%d): the test shows nothing", want, peer.DefaultPieceSize)
 	}
 }

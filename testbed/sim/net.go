@@ -182,17 +182,19 @@ func (sm *sim) connOf(e event) (*conn, int) {
 
 // delay is how long a message h sends takes to arrive: its latency, its
 // jitter, a retransmission timeout if its link loses the message, and the
-// wait behind the data h's link is already committed to: one TLS record
-// (tlsRecord; a piece or a chunk if smaller) for each upload flowing out
-// of h. In the engine a message goes out between the Data frames of its
-// connection, all of a host's connections share its link, and a link
-// hands out its bytes in the writes that reach it, first come, first
-// served: TLS records. Without this wait, simulated Haves and requests
-// crossed a busy 5 Mbit/s link in its latency alone, and a 30-peer crowd
-// finished 12% sooner than emulated. Until uploaders held their slots
-// until the requester's Received (protocol 1.1), the emulated wait was
-// nearer a whole piece per upload (64 KiB): a freed slot let an uploader
-// queue more than its link carried.
+// wait behind the data h's link is already committed to while uploads
+// flow out of h: one piece (a TLS record, tlsRecord, or the paced piece,
+// peer.PieceFor, or a chunk, whichever is smallest). In the engine a
+// message goes out between the Data frames of its connection, and the
+// writers of all the host's connections draw their pieces from one
+// bucket at the link's rate (peer/pace.go), so the link holds about one
+// piece ahead of the message however many uploads share it. Without this
+// wait, simulated Haves and requests crossed a busy 5 Mbit/s link in its
+// latency alone, and a 30-peer crowd finished 12% sooner than emulated.
+// Before the engine paced its uploads (session 8) the wait was one TLS
+// record per flowing upload, and before uploaders held their slots until
+// the requester's Received (protocol 1.1), nearer a whole piece per
+// upload: the writers handed their streams more than the link carried.
 func (sm *sim) delay(h *host) int64 {
 	d := h.lat
 	if h.jitter > 0 {
@@ -201,8 +203,8 @@ func (sm *sim) delay(h *host) int64 {
 	if h.loss > 0 && sm.rng.Float64() < h.loss {
 		d += lossRTO
 	}
-	if n := len(h.upFlows); n > 0 {
-		d += int64(float64(n) * h.ctlNs)
+	if len(h.upFlows) > 0 {
+		d += int64(h.ctlNs)
 	}
 	return d
 }
