@@ -242,6 +242,11 @@ func (b *blob) sendRound(d chunker.Digest) (int, *resend.Round) {
 	}
 	if b.round == nil {
 		b.round = resend.NewRound(len(b.m.Chunks))
+		for _, idx := range b.dups {
+			for _, i := range idx[1:] {
+				b.round.Skip(int(i))
+			}
+		}
 	}
 	i, ok := b.index[d]
 	if !ok {

@@ -193,6 +193,37 @@ func TestFirstRoundHoldsSecondCopies(t *testing.T) {
 	}
 }
 
+// A blob that repeats a chunk (a zero-filled region, say) ends its first
+// round once every distinct chunk has gone out: the repeats are never asked
+// for by themselves and must not hold second copies back for good.
+func TestFirstRoundWithRepeatedChunks(t *testing.T) {
+	n, clk := startFakeClockOrigin(t, nil)
+	half := chunkertest.Bytes(20, 256<<10)
+	m := peertest.SeedBlob(t, n, bytes.NewReader(append(append([]byte{}, half...), half...)), peertest.SmallChunks)
+	distinct := map[chunker.Digest]bool{}
+	for _, c := range m.Chunks {
+		distinct[c.Digest] = true
+	}
+	if len(distinct) == len(m.Chunks) {
+		t.Fatalf("no chunk of the blob repeats (%d chunks)", len(m.Chunks))
+	}
+	x, y := dialRaw(t, n), dialRaw(t, n)
+	for _, cn := range []*rawConn{x, y} {
+		if err := peerwire.Encode(cn.s, peerwire.Interested{Blob: m.Digest}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d := range distinct {
+		if got, _ := x.fetch(t, d); got != "Data" {
+			t.Fatalf("first copy of %s: %s", d, got)
+		}
+	}
+	clk.Advance(11 * time.Second) // past the window
+	if got, _ := y.fetch(t, m.Chunks[0].Digest); got != "Data" {
+		t.Fatalf("a second copy after every distinct chunk went out and the window passed: %s, want Data", got)
+	}
+}
+
 // The host-wide caps shape every connection of the host: two peers
 // pulling from an origin capped at rate share it, so the pulls take at
 // least the time the cap allows for both copies (a lower bound: a slow

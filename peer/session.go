@@ -460,6 +460,9 @@ func (s *session) writeLoop() {
 				s.writeFailed(err)
 				return
 			}
+			if cur.manifest {
+				charge(s.e.pace, s.e.clock.Now(), n) // sent unpaced, but it takes the link all the same
+			}
 			if cur.off == len(cur.data) {
 				if !cur.manifest {
 					// The resend window counts from when the chunk

@@ -28,7 +28,10 @@
 // blocks or locks: callers serialise.
 package resend
 
-import "time"
+import (
+	"math/bits"
+	"time"
+)
 
 // HoardWindows is how many resend windows a peer found hoarding stays a
 // hoarder.
@@ -142,14 +145,32 @@ func (c *Claims[K, P]) Hoarder(p P, now time.Duration) bool {
 // round of its own.
 type Round struct {
 	sent []uint64
+	skip []uint64      // chunks that are never asked for by themselves (Skip)
 	n    int           // chunks
-	left int           // chunks never sent
+	left int           // chunks never sent, less those skipped
 	last time.Duration // the last send started or ended
+	// fresh: nothing sent since the round began.
+	fresh bool
 }
 
 // NewRound returns the round of a blob of n chunks, none sent.
 func NewRound(n int) *Round {
-	return &Round{sent: make([]uint64, (n+63)/64), n: n, left: n}
+	return &Round{sent: make([]uint64, (n+63)/64), skip: make([]uint64, (n+63)/64), n: n, left: n, fresh: true}
+}
+
+// Skip takes chunk i out of the round, in this one and the next: it
+// repeats an earlier chunk of the blob (a zero-filled region, say), so a
+// request for it is a request for that one, and it would never be sent
+// by itself.
+func (r *Round) Skip(i int) {
+	if i < 0 || i >= r.n || r.skip[i/64]&(1<<(i%64)) != 0 {
+		return
+	}
+	r.skip[i/64] |= 1 << (i % 64)
+	if !r.Has(i) {
+		r.sent[i/64] |= 1 << (i % 64)
+		r.left--
+	}
 }
 
 // Done reports whether every chunk has been sent at least once.
@@ -163,7 +184,7 @@ func (r *Round) Has(i int) bool {
 // mark records chunk i as sent at now. Out-of-range indexes count as
 // activity only.
 func (r *Round) mark(i int, now time.Duration) {
-	r.last = now
+	r.last, r.fresh = now, false
 	if i < 0 || i >= r.n || r.Has(i) {
 		return
 	}
@@ -173,9 +194,13 @@ func (r *Round) mark(i int, now time.Duration) {
 
 // expire starts a new round if the last send started or ended idle ago.
 func (r *Round) expire(now, idle time.Duration) {
-	if now-r.last < idle || r.left == r.n {
+	if now-r.last < idle || r.fresh {
 		return
 	}
-	clear(r.sent)
+	r.fresh = true
 	r.left = r.n
+	for k, w := range r.skip {
+		r.sent[k] = w
+		r.left -= bits.OnesCount64(w)
+	}
 }

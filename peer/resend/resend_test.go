@@ -156,3 +156,38 @@ func TestRoundBounds(t *testing.T) {
 		t.Fatal("not done after all 65")
 	}
 }
+
+// A chunk that repeats an earlier one is never sent by itself, so it must
+// not hold the round open, in this round or the next.
+func TestRoundSkip(t *testing.T) {
+	c := New[int, string](w)
+	r := NewRound(4)
+	r.Skip(3) // chunk 3 repeats chunk 0
+	r.Skip(3)
+	r.Skip(9) // out of range: ignored
+	at := time.Duration(0)
+	for i := range 3 {
+		if r.Done() {
+			t.Fatalf("round done after %d of 3 chunks", i)
+		}
+		at += time.Second
+		c.Claim(i, i, r, "a", at, Request)
+	}
+	if !r.Done() {
+		t.Fatal("round not done with every chunk but the repeat sent")
+	}
+	// Idle for three windows: the next claim starts a new round, which
+	// still leaves the repeat out.
+	at += HoardWindows * w
+	c.Claim(0, 0, r, "b", at, Request)
+	for i := 1; i < 3; i++ {
+		if r.Done() {
+			t.Fatalf("new round done after %d of 3 chunks", i)
+		}
+		at += time.Second
+		c.Claim(i, i, r, "b", at, Request)
+	}
+	if !r.Done() {
+		t.Fatal("new round not done with every chunk but the repeat sent")
+	}
+}
