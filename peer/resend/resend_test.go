@@ -166,28 +166,24 @@ func TestRoundSkip(t *testing.T) {
 	r.Skip(3)
 	r.Skip(9) // out of range: ignored
 	at := time.Duration(0)
-	for i := range 3 {
-		if r.Done() {
-			t.Fatalf("round done after %d of 3 chunks", i)
+	// round sends chunks 0-2 to peer to, one a second, and checks that
+	// only the last one ends the round.
+	round := func(name, to string) {
+		t.Helper()
+		for i := range 3 {
+			at += time.Second
+			c.Claim(i, i, r, to, at, Request)
+			if i < 2 && r.Done() {
+				t.Fatalf("%s done after %d of 3 chunks", name, i+1)
+			}
 		}
-		at += time.Second
-		c.Claim(i, i, r, "a", at, Request)
+		if !r.Done() {
+			t.Fatalf("%s not done with every chunk but the repeat sent", name)
+		}
 	}
-	if !r.Done() {
-		t.Fatal("round not done with every chunk but the repeat sent")
-	}
+	round("first round", "a")
 	// Idle for three windows: the next claim starts a new round, which
 	// still leaves the repeat out.
 	at += HoardWindows * w
-	c.Claim(0, 0, r, "b", at, Request)
-	for i := 1; i < 3; i++ {
-		if r.Done() {
-			t.Fatalf("new round done after %d of 3 chunks", i)
-		}
-		at += time.Second
-		c.Claim(i, i, r, "b", at, Request)
-	}
-	if !r.Done() {
-		t.Fatal("new round not done with every chunk but the repeat sent")
-	}
+	round("second round", "b")
 }
