@@ -10,9 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/p2pd/p2pd/chunker/chunkertest"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
@@ -39,14 +37,7 @@ func TestRequestFlood(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	g0 := runtime.NumGoroutine()
 
-	a, err := ma.NewMultiaddr(n.Engine.Addrs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := lpeer.AddrInfoFromP2pAddr(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := nodeInfo(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var (
@@ -59,7 +50,7 @@ func TestRequestFlood(t *testing.T) {
 	for range hosts {
 		h := rawHost(t)
 		floods = append(floods, h)
-		if err := h.Connect(ctx, *info); err != nil {
+		if err := h.Connect(ctx, info); err != nil {
 			t.Fatal(err)
 		}
 		wg.Go(func() {

@@ -41,17 +41,10 @@ func rawHost(t *testing.T) host.Host {
 // rawStream opens a protocol stream from h to n.
 func rawStream(t *testing.T, h host.Host, n *peertest.Node) (network.Stream, *peerwire.Decoder) {
 	t.Helper()
-	a, err := ma.NewMultiaddr(n.Engine.Addrs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := lpeer.AddrInfoFromP2pAddr(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := nodeInfo(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.Connect(ctx, *info); err != nil {
+	if err := h.Connect(ctx, info); err != nil {
 		t.Fatal(err)
 	}
 	s, err := h.NewStream(ctx, info.ID, protocol.ID(peerwire.ProtocolID))
@@ -61,6 +54,20 @@ func rawStream(t *testing.T, h host.Host, n *peertest.Node) (network.Stream, *pe
 	t.Cleanup(func() { s.Reset() })
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
 	return s, peerwire.NewDecoder(bufio.NewReader(s), 0)
+}
+
+// nodeInfo is n's peer ID and first address.
+func nodeInfo(t testing.TB, n *peertest.Node) lpeer.AddrInfo {
+	t.Helper()
+	a, err := ma.NewMultiaddr(n.Engine.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := lpeer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *info
 }
 
 // hello does the handshake on a raw stream.
@@ -179,14 +186,7 @@ func TestMalformedFramesGetPeerBanned(t *testing.T) {
 	// A banned peer's new stream is refused with Reject{0, Banned}. The ban
 	// closed the connection; wait until this end has noticed, or the
 	// stream would open on the dying connection and be reset with it.
-	a, err := ma.NewMultiaddr(n.Engine.Addrs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := lpeer.AddrInfoFromP2pAddr(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := nodeInfo(t, n)
 	peertest.Eventually(t, 5*time.Second, func() error {
 		if c := h.Network().Connectedness(info.ID); c == network.Connected {
 			return errorf("still connected to the server after the ban")
