@@ -919,11 +919,7 @@ func (s *session) onRequest(m peerwire.Request) {
 	}
 	// Claim the chunk only once a slot is ours: a request refused for want
 	// of a slot must not hold the chunk back from the next peer that asks.
-	kind := resend.Request
-	if m.Flags&peerwire.RequestEscalated != 0 {
-		kind = resend.Escalated
-	}
-	if !s.e.claimUpload(b, m.Chunk, s.id, kind) {
+	if !s.e.claimUpload(b, m.Chunk, s.id, resend.RequestKind(m.Flags&peerwire.RequestEscalated != 0)) {
 		s.e.releaseSlot()
 		s.mu.Unlock()
 		s.e.met.uploadDeferred()

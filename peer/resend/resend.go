@@ -50,6 +50,15 @@ const (
 	Sent
 )
 
+// RequestKind is the kind of claim a request makes: Escalated if it is
+// marked so, else Request.
+func RequestKind(escalated bool) Kind {
+	if escalated {
+		return Escalated
+	}
+	return Request
+}
+
 type record[P comparable] struct {
 	to P
 	at time.Duration

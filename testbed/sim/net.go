@@ -287,7 +287,7 @@ func (sm *sim) onRequest(e event) {
 		int(p.queue.n) >= sm.lists.blk:
 		reason = sched.FailBusy
 		sm.st.busy++
-	case u.slots > 0 && sm.hoarder(u, di), !sm.claim(u, di, e.idx, requestKind(e.reason != 0)):
+	case u.slots > 0 && sm.hoarder(u, di), !sm.claim(u, di, e.idx, resend.RequestKind(e.reason != 0)):
 		reason = sched.FailDeferred
 		sm.st.deferred++
 	default:
@@ -644,12 +644,4 @@ func boolIdx(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// requestKind is the claim a request makes.
-func requestKind(escalated bool) resend.Kind {
-	if escalated {
-		return resend.Escalated
-	}
-	return resend.Request
 }

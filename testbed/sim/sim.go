@@ -151,7 +151,7 @@ type host struct {
 	outbound  int // connections dialed, dials in progress included
 	inbound   int
 	slots     int     // upload slots in use
-	ctlNs     float64 // a control message's wait behind one flowing upload, ns (see delay)
+	ctlNs     float64 // a control message's wait behind the data of flowing uploads, ns (see delay)
 	upFlows   []int32 // flowing pipes out of the host, as conn<<1 | side
 	downFlows []int32 // flowing pipes into the host
 	upDirty   bool    // upFlows must be re-rated
@@ -284,10 +284,9 @@ func newSim(s scenario.Scenario) (*sim, error) {
 		total += z
 	}
 	mean := float64(total) / float64(max(len(sm.sizes), 1))
-	// What a control message waits behind at a sending link, per flowing
-	// upload (see delay): one write of each, a TLS record (tlsRecord), or
-	// less if the pieces (paced to the link: peer.PieceFor) or chunks are
-	// smaller.
+	// What a control message waits behind at a sending link while uploads
+	// flow (see delay): one piece, paced to the link (peer.PieceFor), or
+	// less if a TLS record (tlsRecord) or the chunks are smaller.
 	ctlPiece := func(cfg *peer.Config, up float64) float64 {
 		return min(float64(peer.PieceFor(int64(up), cfg.PieceSize)), mean, tlsRecord)
 	}
