@@ -874,6 +874,12 @@ func (e *Engine) put(j *putJob) {
 	switch {
 	case err == nil:
 		e.met.chunkVerified()
+		// The blob holds it now, whatever becomes of the pull: one that
+		// failed on another chunk (a full disk) has stopped reading ev,
+		// and the chunk must still be announced and served.
+		for _, i := range j.dl.b.indexes(j.digest) {
+			j.dl.b.markHave(int(i))
+		}
 		e.chunkStored(j.digest, j.dl)
 	case errors.Is(err, chunker.ErrDigestMismatch), errors.Is(err, chunker.ErrChunkTooLarge):
 		e.met.chunkRejected()
