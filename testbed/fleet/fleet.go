@@ -165,25 +165,9 @@ func (f *Fleet) Run(ctx context.Context) *result.Result {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	// The peers that join at the start are up before the clock starts,
-	// and begin their pulls together: a fleet's daemons run before a blob
-	// is pushed to them. Started with the clock, a thousand in-process
-	// daemons took 0.3–7.7 s of both cores to come up (fanout-1000), and
-	// the first of them pulled on a starved machine.
-	var first []*member
-	for _, m := range f.members {
-		if m.spec.JoinAt <= 0 {
-			first = append(first, m)
-		}
-	}
-	f.startNodes(ctx, first)
 	f.start = time.Now()
 	meter := result.NewHostMeter(f.start, f.cfg.CPU)
 	for _, m := range f.members {
-		if m.spec.JoinAt <= 0 {
-			f.beginPull(ctx, m, f.start)
-			continue
-		}
 		f.wg.Go(func() {
 			if scenario.SleepUntil(ctx, f.start.Add(m.spec.JoinAt)) {
 				f.startPeer(ctx, m)
@@ -291,31 +275,6 @@ func (f *Fleet) settled() bool {
 // startPeer starts m (again, after a leave) and pulls the blob through
 // its control API.
 func (f *Fleet) startPeer(ctx context.Context, m *member) {
-	if f.startNode(ctx, m) {
-		f.beginPull(ctx, m, time.Now())
-	}
-}
-
-// startNodes starts the daemons of ms, a few at a time, and reports when
-// they are all up (or failed to start).
-func (f *Fleet) startNodes(ctx context.Context, ms []*member) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, startParallel)
-	for _, m := range ms {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			f.startNode(ctx, m)
-		})
-	}
-	wg.Wait()
-}
-
-// startParallel bounds the daemons startNodes starts at once.
-const startParallel = 32
-
-// startNode starts m's daemon and reports whether it runs.
-func (f *Fleet) startNode(ctx context.Context, m *member) bool {
 	n, err := f.cfg.Hosts.StartPeer(ctx, m.spec)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -323,29 +282,17 @@ func (f *Fleet) startNode(ctx context.Context, m *member) bool {
 		if ctx.Err() == nil {
 			m.err, m.failed = fmt.Sprintf("start: %v", err), true
 		}
-		return false
-	}
-	m.node, m.left = &n, false
-	return true
-}
-
-// beginPull starts m's pull through its running daemon; a first pull's
-// clock starts at now.
-func (f *Fleet) beginPull(ctx context.Context, m *member, now time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.node == nil {
 		return
 	}
+	m.node, m.left = &n, false
 	if m.joined.IsZero() {
-		m.joined = now
+		m.joined = time.Now()
 	}
 	done := make(chan struct{})
 	m.pulling = done
-	addr := m.node.Control
 	f.wg.Go(func() {
 		defer close(done)
-		f.pull(ctx, m, addr, done)
+		f.pull(ctx, m, n.Control, done)
 	})
 }
 
