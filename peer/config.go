@@ -60,8 +60,7 @@ type Config struct {
 	Zone string `yaml:"zone"`
 	Rack string `yaml:"rack"`
 	// MaxConns caps the peers the engine dials (default 30); MaxInbound
-	// caps the peers that may dial it (default 256): a connection over
-	// it is refused before its TLS handshake, which would cost the link.
+	// caps the peers that may dial it (default 256).
 	MaxConns   int `yaml:"max_conns"`
 	MaxInbound int `yaml:"max_inbound"`
 	// UploadSlots caps the chunk requests served at once, over all peers

@@ -64,7 +64,6 @@ func NewHost(cfg Config, key crypto.PrivKey, link *shape.Link) (host.Host, error
 	if len(cfg.PSK) > 0 {
 		pnetOpt = libp2p.PrivateNetwork(cfg.PSK)
 	}
-	gate := newInboundGate(cfg.MaxInbound)
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		pnetOpt,
@@ -72,7 +71,6 @@ func NewHost(cfg Config, key crypto.PrivKey, link *shape.Link) (host.Host, error
 		TransportOptions(cfg.EnableQUIC, link),
 		libp2p.ResourceManager(mgr),
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
-		libp2p.ConnectionGater(gate),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.DisableIdentifyAddressDiscovery(),
@@ -83,7 +81,6 @@ func NewHost(cfg Config, key crypto.PrivKey, link *shape.Link) (host.Host, error
 		mgr.Close()
 		return nil, fmt.Errorf("peer: libp2p host: %w", err)
 	}
-	h.Network().Notify(gate.notifiee())
 	return h, nil
 }
 

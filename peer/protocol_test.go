@@ -17,7 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/p2pd/p2pd/internal/shape"
 	"github.com/p2pd/p2pd/internal/wire/peerwire"
 	"github.com/p2pd/p2pd/peer"
 	"github.com/p2pd/p2pd/peer/peertest"
@@ -27,17 +26,11 @@ import (
 // the protocol by hand.
 func rawHost(t *testing.T) host.Host {
 	t.Helper()
-	return rawHostOn(t, nil)
-}
-
-// rawHostOn is rawHost with its connections through link.
-func rawHostOn(t *testing.T, link *shape.Link) host.Host {
-	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := peer.NewHost(peer.Config{}, key, link)
+	h, err := peer.NewHost(peer.Config{}, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
