@@ -164,14 +164,9 @@ func TestFirstRoundHoldsSecondCopies(t *testing.T) {
 	if len(m.Chunks) < 3 {
 		t.Fatalf("%d chunks, want at least 3", len(m.Chunks))
 	}
-	interested := func(cn *rawConn) *rawConn {
-		t.Helper()
-		if err := peerwire.Encode(cn.s, peerwire.Interested{Blob: m.Digest}); err != nil {
-			t.Fatal(err)
-		}
-		return cn
-	}
-	x, y := interested(dialRaw(t, n)), interested(dialRaw(t, n))
+	x, y := dialRaw(t, n), dialRaw(t, n)
+	x.interested(t, m.Digest)
+	y.interested(t, m.Digest)
 	ask := func(cn *rawConn, i int) string { t.Helper(); got, _ := cn.fetch(t, m.Chunks[i].Digest); return got }
 	if got := ask(x, 0); got != "Data" {
 		t.Fatalf("first copy of chunk 0: %s", got)
@@ -208,11 +203,8 @@ func TestFirstRoundWithRepeatedChunks(t *testing.T) {
 		t.Fatalf("no chunk of the blob repeats (%d chunks)", len(m.Chunks))
 	}
 	x, y := dialRaw(t, n), dialRaw(t, n)
-	for _, cn := range []*rawConn{x, y} {
-		if err := peerwire.Encode(cn.s, peerwire.Interested{Blob: m.Digest}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	x.interested(t, m.Digest)
+	y.interested(t, m.Digest)
 	for d := range distinct {
 		if got, _ := x.fetch(t, d); got != "Data" {
 			t.Fatalf("first copy of %s: %s", d, got)
@@ -651,6 +643,15 @@ func dialRawWith(t *testing.T, n *peertest.Node, features uint32) *rawConn {
 	s, dec := rawStream(t, h, n)
 	helloWith(t, h, s, dec, features)
 	return &rawConn{s: s, dec: dec}
+}
+
+// interested tells the node that cn wants blob b, so that the node
+// counts uploads against it (and its first round).
+func (cn *rawConn) interested(t *testing.T, b chunker.Digest) {
+	t.Helper()
+	if err := peerwire.Encode(cn.s, peerwire.Interested{Blob: b}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // fetch requests chunk c and reads all of it: it returns "Data" once the
