@@ -85,6 +85,13 @@ func TestBound(t *testing.T) {
 	if math.Abs(b.Seconds-10) > 0.01 || b.OriginTerm != 10 || b.DownloadTerm != 10 {
 		t.Fatalf("Kraken bound = %+v, want 10 s", b)
 	}
+	// Kraken's run had 5 origins: the origin term falls to 2 s, and the
+	// bound stays 10 s, set by the hosts' download and the crowd's upload.
+	s.Origins.Count = 5
+	if b := s.Bound(); math.Abs(b.Seconds-10) > 0.01 || b.OriginTerm != 2 || b.DownloadTerm != 10 {
+		t.Fatalf("Kraken bound with 5 origins = %+v, want 10 s with an origin term of 2 s", b)
+	}
+	s.Origins.Count = 1
 	// The origin is the bottleneck when it is slow.
 	s.Origins.Up = 30_000_000
 	if b := s.Bound(); b.Seconds != 100 {
