@@ -347,6 +347,9 @@ func hostExplanation(r *result.Result) string {
 	}
 	busy := fmt.Sprintf("The host's CPUs were at least %.0f%% busy, or the testbed waited at least %.0f%% of their time for them, in %.0f%% of the sampling periods (%.0f%% busy and %.0f%% waited for overall); a run is flagged host-bound from %.0f%% of the periods.",
 		100*result.HostBoundBusy, 100*result.HostBoundWait, 100*r.Host.BusySamples, 100*r.Host.Busy, 100*r.Host.Wait, 100*result.HostBoundShare)
+	if r.Host.BusyStretchS > 0 {
+		busy += fmt.Sprintf(" The longest stretch of such periods lasted %.1f s, from %.1f s into the run.", r.Host.BusyStretchS, r.Host.BusyStretchAtS)
+	}
 	if r.HostBound() {
 		return busy + " The machine running the testbed, not the emulated links, set the pace: the completion times overstate what the links allow. Rerun with fewer peers, on a larger machine, or in sim mode."
 	}

@@ -32,4 +32,7 @@ func PrintSummary(w io.Writer, s *result.Summary) {
 	} else {
 		fmt.Fprintf(w, "host_bound: no (host CPUs %.0f%% busy, %.0f%% waited for)\n", 100*s.HostBusy, 100*s.HostWait)
 	}
+	if s.HostBusyStretchS > 0 {
+		fmt.Fprintf(w, "the host set the pace for %s without a break, from %s into the run\n", secs(s.HostBusyStretchS), secs(s.HostBusyStretchAtS))
+	}
 }

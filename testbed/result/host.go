@@ -19,8 +19,13 @@ type HostMeter struct {
 	procs       int
 	periods     int
 	busy        int
-	cpuOf       func() time.Duration
-	waitOf      func() time.Duration // nil: not measured
+	// The current and the longest stretch of consecutive busy periods:
+	// when each began, and how long the longest lasted.
+	runFrom, longFrom time.Time
+	inRun             bool
+	longest           time.Duration
+	cpuOf             func() time.Duration
+	waitOf            func() time.Duration // nil: not measured
 }
 
 // NewHostMeter starts measuring now. cpu reports the CPU time to count;
@@ -67,6 +72,14 @@ func (m *HostMeter) Tick(now time.Time) float64 {
 	m.periods++
 	if u >= HostBoundBusy || waited.Seconds()/cap >= HostBoundWait {
 		m.busy++
+		if !m.inRun {
+			m.inRun, m.runFrom = true, now.Add(-wall)
+		}
+		if d := now.Sub(m.runFrom); d > m.longest {
+			m.longest, m.longFrom = d, m.runFrom
+		}
+	} else {
+		m.inRun = false
 	}
 	return u
 }
@@ -86,6 +99,10 @@ func (m *HostMeter) Host(now time.Time) Host {
 	}
 	if m.periods > 0 {
 		h.BusySamples = float64(m.busy) / float64(m.periods)
+	}
+	if m.longest > 0 {
+		h.BusyStretchS = m.longest.Seconds()
+		h.BusyStretchAtS = m.longFrom.Sub(m.start).Seconds()
 	}
 	return h
 }

@@ -85,6 +85,12 @@ type Host struct {
 	// CPUs were at least HostBoundBusy busy, or the process waited
 	// HostBoundWait for them.
 	BusySamples float64 `json:"busy_samples"`
+	// BusyStretchS is the longest stretch of consecutive busy periods, in
+	// seconds, and BusyStretchAtS when it began (from the start of the
+	// run). A run can stay under HostBoundShare overall and still have
+	// been paced by the host for a while; this says for how long.
+	BusyStretchS   float64 `json:"busy_stretch_s,omitempty"`
+	BusyStretchAtS float64 `json:"busy_stretch_at_s,omitempty"`
 }
 
 // HostBoundBusy is the CPU utilisation above which a sampling period
@@ -164,7 +170,12 @@ type Summary struct {
 	// HostWait is Host.Wait: the share of the CPUs' time the testbed
 	// waited for them.
 	HostWait float64 `json:"host_wait"`
-	WallS    float64 `json:"wall_s"`
+	// HostBusyStretchS and HostBusyStretchAtS are Host.BusyStretchS and
+	// Host.BusyStretchAtS: the longest time the host, not the links, set
+	// the pace without a break, and when that began.
+	HostBusyStretchS   float64 `json:"host_busy_stretch_s"`
+	HostBusyStretchAtS float64 `json:"host_busy_stretch_at_s"`
+	WallS              float64 `json:"wall_s"`
 	// Baselines summarises each baseline run, by name.
 	Baselines map[string]*Summary `json:"baselines,omitempty"`
 }
@@ -179,6 +190,7 @@ func (r *Result) Summarize() *Summary {
 		BoundS: r.Bound.Seconds, PipelineS: r.Bound.Pipeline,
 		OriginEgressBytes: r.OriginEgressBytes,
 		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, HostWait: r.Host.Wait, WallS: r.Host.WallSeconds,
+		HostBusyStretchS: r.Host.BusyStretchS, HostBusyStretchAtS: r.Host.BusyStretchAtS,
 	}
 	if r.BlobBytes > 0 {
 		s.OriginEgressCopies = float64(r.OriginEgressBytes) / float64(r.BlobBytes)

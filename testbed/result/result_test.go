@@ -77,6 +77,36 @@ func TestHostMeter(t *testing.T) {
 	}
 }
 
+// The longest unbroken stretch of busy periods is reported with when it
+// began, even when the run as a whole is not host-bound.
+func TestHostMeterStretch(t *testing.T) {
+	var cpu time.Duration
+	t0 := time.Unix(0, 0)
+	m := NewHostMeter(t0, func() time.Duration { return cpu })
+	m.procs = 2
+	// Seconds 1-2 busy, 3 idle, 4-6 busy, then 14 idle seconds.
+	busy := map[int]bool{1: true, 2: true, 4: true, 5: true, 6: true}
+	for k := 1; k <= 20; k++ {
+		if busy[k] {
+			cpu += 2 * time.Second
+		} else {
+			cpu += 100 * time.Millisecond
+		}
+		m.Tick(t0.Add(time.Duration(k) * time.Second))
+	}
+	h := m.Host(t0.Add(20 * time.Second))
+	if h.BusyStretchS != 3 || h.BusyStretchAtS != 3 || h.BusySamples != 0.25 {
+		t.Fatalf("host %+v, want a 3 s stretch from 3 s in, 25%% of the periods busy", h)
+	}
+	r := &Result{Host: h}
+	if s := r.Summarize(); s.HostBusyStretchS != 3 || s.HostBusyStretchAtS != 3 {
+		t.Fatalf("summary stretch %v s at %v s", s.HostBusyStretchS, s.HostBusyStretchAtS)
+	}
+	if h := NewHostMeter(t0, func() time.Duration { return 0 }).Host(t0.Add(time.Second)); h.BusyStretchS != 0 {
+		t.Fatalf("an idle run has a busy stretch: %+v", h)
+	}
+}
+
 // A process that other processes starve of CPU uses little of it but waits
 // for it: those periods count as host-bound too.
 func TestHostMeterWait(t *testing.T) {
