@@ -19,10 +19,9 @@ type HostMeter struct {
 	procs       int
 	periods     int
 	busy        int
-	// The current and the longest stretch of consecutive busy periods:
-	// when each began, and how long the longest lasted.
+	// When the current stretch of consecutive busy periods began (zero
+	// outside one), and when the longest began and how long it lasted.
 	runFrom, longFrom time.Time
-	inRun             bool
 	longest           time.Duration
 	cpuOf             func() time.Duration
 	waitOf            func() time.Duration // nil: not measured
@@ -72,14 +71,14 @@ func (m *HostMeter) Tick(now time.Time) float64 {
 	m.periods++
 	if u >= HostBoundBusy || waited.Seconds()/cap >= HostBoundWait {
 		m.busy++
-		if !m.inRun {
-			m.inRun, m.runFrom = true, now.Add(-wall)
+		if m.runFrom.IsZero() {
+			m.runFrom = now.Add(-wall)
 		}
 		if d := now.Sub(m.runFrom); d > m.longest {
 			m.longest, m.longFrom = d, m.runFrom
 		}
 	} else {
-		m.inRun = false
+		m.runFrom = time.Time{}
 	}
 	return u
 }
