@@ -787,6 +787,7 @@ func (e *Engine) dial(ctx context.Context, info lpeer.AddrInfo, errc chan<- erro
 	cancel()
 	if err != nil {
 		if e.ctx.Err() == nil {
+			e.met.dialFailed(dialConnect)
 			e.log.Debug("dial failed", "peer", info.ID.String(), "err", err)
 		}
 		report(fmt.Errorf("peer: connect %s: %w", info.ID, err))
@@ -794,6 +795,9 @@ func (e *Engine) dial(ctx context.Context, info lpeer.AddrInfo, errc chan<- erro
 	}
 	s := newSession(e, st, true)
 	if err := s.handshake(); err != nil {
+		if e.ctx.Err() == nil {
+			e.met.dialFailed(dialHandshake)
+		}
 		s.close()
 		report(fmt.Errorf("peer: handshake with %s: %w", info.ID, err))
 		return

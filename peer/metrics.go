@@ -25,6 +25,10 @@ const (
 	reasonLiar     = "bitfield_lie"       // chunks it advertised, then said it did not have
 	reasonFlood    = "request_flood"      // far more chunk requests at once than any engine sends
 
+	// Dial failure stages.
+	dialConnect   = "connect"
+	dialHandshake = "handshake"
+
 	dirUpload   = "upload"
 	dirDownload = "download"
 )
@@ -64,6 +68,10 @@ type Stats struct {
 	// the peer stalled: it sent nothing towards its oldest request for
 	// the request timeout (sched.Config.RequestTimeout).
 	RequestTimeouts uint64
+	// DialFailures counts this engine's dials that did not end in a
+	// session: the connection (TCP, TLS, yamux, the libp2p dial backoff
+	// after an earlier failure) or the protocol handshake failed.
+	DialFailures uint64
 	// UploadRateDelay and DownloadRateDelay add up the waits the
 	// per-peer rate limits imposed.
 	UploadRateDelay   time.Duration
@@ -92,13 +100,14 @@ type metrics struct {
 	hoarder      prometheus.Counter
 	unacked      prometheus.Counter
 	timeouts     prometheus.Counter
+	dialFails    *prometheus.CounterVec
 	pullDuration prometheus.Histogram
 	pullChecks   *prometheus.CounterVec
 
 	// Mirrors of the counters for Stats.
-	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nHoarder, nUnacked, nTimeouts atomic.Uint64
-	nUpDelay, nDownDelay                                                                                                            atomic.Int64
-	nConns                                                                                                                          atomic.Int64
+	nUploaded, nPeer, nOrigin, nVerified, nRejected, nBans, nPenalties, nBusy, nDeferred, nEscalated, nHoarder, nUnacked, nTimeouts, nDialFails atomic.Uint64
+	nUpDelay, nDownDelay                                                                                                                        atomic.Int64
+	nConns                                                                                                                                      atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -163,6 +172,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "p2pd_peer_request_timeouts_total",
 			Help: "Chunk requests cancelled because the peer stalled: it sent nothing towards its oldest request for the request timeout.",
 		}),
+		dialFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_peer_dial_failures_total",
+			Help: "Dials to peers that did not end in a session, by stage: connect (TCP, TLS, yamux, or the libp2p dial backoff after an earlier failure) or handshake (the chunk protocol's Hello).",
+		}, []string{"stage"}),
 		pullDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "p2pd_peer_pull_duration_seconds",
 			Help:    "Duration of successful downloads, manifest lookup and verification included.",
@@ -177,13 +190,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.dlOrigin = m.downloaded.WithLabelValues(sourceOrigin)
 	m.upDelay = m.rateDelay.WithLabelValues(dirUpload)
 	m.downDelay = m.rateDelay.WithLabelValues(dirDownload)
+	for _, st := range []string{dialConnect, dialHandshake} {
+		m.dialFails.WithLabelValues(st)
+	}
 	for _, r := range []string{reasonCorrupt, reasonProtocol, reasonManifest} {
 		m.bans.WithLabelValues(r)
 		m.penalties.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{
 		m.downloaded, m.uploaded, m.verified, m.rejected, m.bans, m.penalties,
-		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.hoarder, m.unacked, m.timeouts, m.pullDuration, m.pullChecks,
+		m.conns, m.announces, m.rateDelay, m.busy, m.deferred, m.escalated, m.hoarder, m.unacked, m.timeouts, m.dialFails, m.pullDuration, m.pullChecks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer: register metrics: %w", err)
@@ -215,6 +231,12 @@ func (m *metrics) uploadEscalated() { m.escalated.Inc(); m.nEscalated.Add(1) }
 func (m *metrics) uploadHoarder()   { m.hoarder.Inc(); m.nHoarder.Add(1) }
 func (m *metrics) uploadUnacked()   { m.unacked.Inc(); m.nUnacked.Add(1) }
 func (m *metrics) requestTimeout()  { m.timeouts.Inc(); m.nTimeouts.Add(1) }
+
+// dialFailed counts a failed dial at stage dialConnect or dialHandshake.
+func (m *metrics) dialFailed(stage string) {
+	m.dialFails.WithLabelValues(stage).Inc()
+	m.nDialFails.Add(1)
+}
 
 // pullVerified counts a pull bound to its digest by "manifest" or "blob".
 func (m *metrics) pullVerified(by string) { m.pullChecks.WithLabelValues(by).Inc() }
@@ -262,6 +284,7 @@ func (m *metrics) stats() Stats {
 		UploadHoarder:     m.nHoarder.Load(),
 		UploadUnacked:     m.nUnacked.Load(),
 		RequestTimeouts:   m.nTimeouts.Load(),
+		DialFailures:      m.nDialFails.Load(),
 		UploadRateDelay:   time.Duration(m.nUpDelay.Load()),
 		DownloadRateDelay: time.Duration(m.nDownDelay.Load()),
 		Connections:       int(m.nConns.Load()),
