@@ -96,6 +96,10 @@ func TestKillFifth(t *testing.T) {
 func TestTrackerOutage(t *testing.T) {
 	const interval = time.Second
 	s := faultFleet(8)
+	// Twice the blob: the run ends when the last peer completes, and with
+	// 4 MiB an idle machine finished them all (5.0–5.6 s) before the
+	// tracker, back at 5 s, could list them again.
+	s.Blob.Size *= 2
 	s.Sample = 100 * time.Millisecond
 	s.Events = []scenario.Event{
 		{At: 2 * time.Second, Action: scenario.TrackerDown},

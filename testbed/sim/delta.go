@@ -2,8 +2,10 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/wire/trackerwire"
 	"github.com/p2pd/p2pd/peer/sched"
 	"github.com/p2pd/p2pd/testbed/result"
@@ -18,39 +20,53 @@ type layout struct {
 	delta *result.Delta
 }
 
-// chunkLayout cuts s's blob. A plain run cuts it into chunks of the
-// average size, the last one shorter. A delta run (s.Blob.Base) chunks
-// both versions for real, as the emulation's origins do, and uses
-// version 2's chunks, held where version 1 has them too.
-func chunkLayout(s scenario.Scenario) (layout, error) {
+// chunkLayout cuts s's blob with s.Blob.Chunker, as the emulation's
+// origins do, so both modes move the same chunks: a content-defined cut
+// of the average size makes fewer, larger chunks than size/average (4 MiB
+// at 32 KiB: 111, not 128). A delta run (s.Blob.Base) chunks both
+// versions and uses version 2's chunks, held where version 1 has them
+// too.
+func chunkLayout(ctx context.Context, s scenario.Scenario) (layout, error) {
 	limit := min(int64(sched.MaxChunks), trackerwire.MaxNumChunks)
-	size := int64(s.Blob.Size)
+	size, most := int64(s.Blob.Size), int64(s.Blob.Chunker.MaxSize)
+	if least := (size + most - 1) / most; least > limit {
+		return layout{}, fmt.Errorf("%w: %d bytes in chunks of at most %d make at least %d, limit %d", ErrTooManyChunks, size, most, least, limit)
+	}
+	var l layout
+	var m *chunker.Manifest
 	if s.Blob.Base == nil {
-		avg := int64(s.Blob.Chunker.AvgSize)
-		n := (size + avg - 1) / avg
-		if n > limit {
-			return layout{}, fmt.Errorf("%w: %d bytes in chunks of %d make %d, limit %d", ErrTooManyChunks, size, avg, n, limit)
+		c, err := chunker.New(s.Blob.Chunker)
+		if err != nil {
+			return layout{}, fmt.Errorf("sim: %w", err)
 		}
-		l := layout{sizes: make([]int64, n)}
-		for i := range l.sizes {
-			l.sizes[i] = avg
+		if m, err = c.Split(ctx, s.BlobVersion(1), nil); err != nil {
+			return layout{}, tooMany(fmt.Errorf("sim: chunk the blob: %w", err))
 		}
-		l.sizes[n-1] = size - (n-1)*avg
-		return l, nil
+	} else {
+		d, err := s.Delta(ctx)
+		if err != nil {
+			return layout{}, tooMany(fmt.Errorf("sim: %w", err))
+		}
+		m, l.held = d.V2, d.Held
+		l.delta = &result.Delta{ChangedBytes: d.ChangedBytes, ChangedChunkBytes: d.ChangedChunkBytes}
 	}
-	d, err := s.Delta(context.Background())
-	if err != nil {
-		return layout{}, fmt.Errorf("sim: %w", err)
+	if n := int64(len(m.Chunks)); n > limit {
+		return layout{}, fmt.Errorf("%w: %d chunks, limit %d", ErrTooManyChunks, n, limit)
 	}
-	if n := int64(len(d.V2.Chunks)); n > limit {
-		return layout{}, fmt.Errorf("%w: version 2 has %d chunks, limit %d", ErrTooManyChunks, n, limit)
-	}
-	l := layout{sizes: make([]int64, len(d.V2.Chunks)), held: d.Held,
-		delta: &result.Delta{ChangedBytes: d.ChangedBytes, ChangedChunkBytes: d.ChangedChunkBytes}}
-	for i, c := range d.V2.Chunks {
+	l.sizes = make([]int64, len(m.Chunks))
+	for i, c := range m.Chunks {
 		l.sizes[i] = int64(c.Size)
 	}
 	return l, nil
+}
+
+// tooMany marks err, if the chunker found the manifest too large, as
+// ErrTooManyChunks too.
+func tooMany(err error) error {
+	if errors.Is(err, chunker.ErrManifestTooLarge) {
+		return fmt.Errorf("%w: %w", ErrTooManyChunks, err)
+	}
+	return err
 }
 
 // preload gives peer h the chunks of a delta run's version 2 that

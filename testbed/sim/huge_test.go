@@ -33,7 +33,7 @@ func TestHuge(t *testing.T) {
 	s.Sample = time.Second
 	s.Timeout = 10 * time.Minute
 	start := time.Now()
-	sm, err := newSim(s)
+	sm, err := newSim(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}

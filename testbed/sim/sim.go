@@ -11,9 +11,9 @@
 // blob. docs/testbed-sim.md describes the model and its assumptions; in
 // short:
 //
-//   - The blob is cut into chunks of s.Blob.Chunker.AvgSize bytes, the
-//     last one shorter; a delta run (s.Blob.Base) uses version 2's real
-//     chunks, and its peers start holding those version 1 has too.
+//   - The blob is the scenario's bytes, cut by the real chunker as the
+//     emulation's origins cut them; a delta run (s.Blob.Base) uses version
+//     2's chunks, and its peers start holding those version 1 has too.
 //   - Every host has an upload and a download capacity. A chunk is sent as
 //     one fluid transfer whose rate is the smaller of the sender's upload
 //     shared equally among its transfers and the receiver's download
@@ -94,7 +94,7 @@ var epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 // receives every sample of the time series as the run goes. Run returns
 // an error if s is invalid or ctx ends first.
 func Run(ctx context.Context, s scenario.Scenario, progress result.Progress) (*result.Result, error) {
-	sm, err := newSim(s)
+	sm, err := newSim(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -248,13 +248,13 @@ type sim struct {
 	delta *result.Delta
 }
 
-func newSim(s scenario.Scenario) (*sim, error) {
+func newSim(ctx context.Context, s scenario.Scenario) (*sim, error) {
 	s = s.WithDefaults()
 	s.Mode = scenario.ModeSim
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	lay, err := chunkLayout(s)
+	lay, err := chunkLayout(ctx, s)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func run(t *testing.T, s scenario.Scenario) (*result.Result, *sim) {
 // runTuned is run with the peers' configuration adjusted by tune first.
 func runTuned(t *testing.T, s scenario.Scenario, tune func(*peer.Config)) (*result.Result, *sim) {
 	t.Helper()
-	sm, err := newSim(s)
+	sm, err := newSim(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
