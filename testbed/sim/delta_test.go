@@ -1,8 +1,11 @@
 package sim
 
 import (
+	"context"
+	"errors"
 	"testing"
 
+	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/testbed/scenario"
 )
 
@@ -35,5 +38,39 @@ func TestDelta(t *testing.T) {
 	}
 	if sum.ChangedBytes != d.ChangedBytes || sum.MovedPerPeerOverChanged <= 1 {
 		t.Errorf("summary %+v", sum)
+	}
+}
+
+// TestLayout: a plain run moves the chunks the emulation's origins cut,
+// not size/average equal ones (Small's 4 MiB at 64 KiB: fewer than 64).
+func TestLayout(t *testing.T) {
+	s := scenario.Small(2).WithDefaults()
+	c, err := chunker.New(s.Blob.Chunker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Split(context.Background(), s.BlobVersion(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := chunkLayout(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.sizes) != len(m.Chunks) {
+		t.Fatalf("%d chunks, the chunker cuts %d", len(l.sizes), len(m.Chunks))
+	}
+	for i, ch := range m.Chunks {
+		if l.sizes[i] != int64(ch.Size) {
+			t.Fatalf("chunk %d: %d bytes, the chunker's is %d", i, l.sizes[i], ch.Size)
+		}
+	}
+	if nominal := int(s.Blob.Size) / s.Blob.Chunker.AvgSize; len(m.Chunks) == nominal {
+		t.Fatalf("the chunker cut %d chunks, as many as size/average: the test cannot tell the layouts apart", nominal)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := chunkLayout(ctx, s); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v, want context.Canceled", err)
 	}
 }
