@@ -34,13 +34,9 @@ func (c *cluster) setupBase(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("emu: version 1 store: %w", err)
 	}
-	ch, err := chunker.New(c.s.Blob.Chunker)
+	m, err := c.s.Cut(ctx, 1, func(k chunker.Chunk, b []byte) error { return st.Put(ctx, k.Digest, b) })
 	if err == nil {
-		var m *chunker.Manifest
-		m, err = ch.Split(ctx, c.s.BlobVersion(1), func(k chunker.Chunk, b []byte) error { return st.Put(ctx, k.Digest, b) })
-		if err == nil {
-			err = st.Pin(ctx, m)
-		}
+		err = st.Pin(ctx, m)
 	}
 	if err = errors.Join(err, st.Close()); err != nil {
 		return fmt.Errorf("emu: version 1 store: %w", err)

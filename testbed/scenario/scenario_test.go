@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pd/p2pd/chunker"
 	"github.com/p2pd/p2pd/internal/units"
 )
 
@@ -193,16 +192,12 @@ func checkChunks(t *testing.T, name string, s Scenario) {
 		}
 		return
 	}
-	c, err := chunker.New(s.Blob.Chunker)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
 	versions := 1
 	if s.Blob.Base != nil {
 		versions = 2
 	}
 	for v := 1; v <= versions; v++ {
-		m, err := c.Split(context.Background(), s.BlobVersion(v), nil)
+		m, err := s.Cut(context.Background(), v, nil)
 		if err != nil {
 			t.Fatalf("%s: chunk version %d: %v", name, v, err)
 		}

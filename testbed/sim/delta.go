@@ -35,12 +35,9 @@ func chunkLayout(ctx context.Context, s scenario.Scenario) (layout, error) {
 	var l layout
 	var m *chunker.Manifest
 	if s.Blob.Base == nil {
-		c, err := chunker.New(s.Blob.Chunker)
-		if err != nil {
-			return layout{}, fmt.Errorf("sim: %w", err)
-		}
-		if m, err = c.Split(ctx, s.BlobVersion(1), nil); err != nil {
-			return layout{}, tooMany(fmt.Errorf("sim: chunk the blob: %w", err))
+		var err error
+		if m, err = s.Cut(ctx, 1, nil); err != nil {
+			return layout{}, tooMany(fmt.Errorf("sim: %w", err))
 		}
 	} else {
 		d, err := s.Delta(ctx)

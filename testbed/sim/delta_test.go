@@ -49,6 +49,7 @@ func TestLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The chunker itself, not Scenario.Cut, which chunkLayout calls.
 	m, err := c.Split(context.Background(), s.BlobVersion(1), nil)
 	if err != nil {
 		t.Fatal(err)
