@@ -70,4 +70,17 @@ func TestFlashCrowd(t *testing.T) {
 	if last.ReplMin < 1 {
 		t.Errorf("replication at the end %+v", last)
 	}
+	// The spread comes from the same replication counts: every chunk had
+	// a first holder.
+	if len(r.Spread) == 0 {
+		t.Fatal("no chunk spread measured")
+	}
+	if err := result.CheckSpread(r.Spread, len(r.Spread)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Spread {
+		if c.FirstS < 0 || c.FirstS > last.T {
+			t.Fatalf("chunk %d spread %+v in a run that ended at %.2fs", c.Index, c, last.T)
+		}
+	}
 }

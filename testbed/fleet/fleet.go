@@ -124,6 +124,19 @@ type Fleet struct {
 
 	evMu   sync.Mutex
 	events []result.Event // as carried out
+
+	spread *result.SpreadMeter // made by the first sample with replication
+}
+
+// honest counts the fleet's honest peers.
+func (f *Fleet) honest() int {
+	n := 0
+	for _, m := range f.members {
+		if m.spec.Behavior == scenario.Honest {
+			n++
+		}
+	}
+	return n
 }
 
 // member is one peer of the fleet.
@@ -199,6 +212,7 @@ func (f *Fleet) Run(ctx context.Context) *result.Result {
 		last := f.settled() && now.Sub(f.start) >= lastEvent
 		return f.sample(ctx, now), last
 	})
+	res.Spread = f.spread.Spread()
 	res.Host = meter.Host(time.Now())
 	cancel()
 	f.wg.Wait()
@@ -451,6 +465,10 @@ func (f *Fleet) sample(ctx context.Context, now time.Time) result.Sample {
 			sum += int(r)
 		}
 		sm.ReplMean = float64(sum) / float64(len(st.Replication))
+		if f.spread == nil {
+			f.spread = result.NewSpreadMeter(len(st.Replication), f.honest())
+		}
+		f.spread.Observe(sm.T, len(st.Replication), func(i int) int { return int(st.Replication[i]) })
 	}
 	return sm
 }

@@ -39,12 +39,16 @@ const (
 	RatioSVG       = "ratio_vs_n.svg"
 	EgressSVG      = "egress.svg"
 	ReplicationSVG = "replication.svg"
+	SpreadCSV      = "spread.csv"
+	SpreadSVG      = "spread.svg"
 	ReportHTML     = "report.html"
 )
 
 // Write writes the report of r into dir, creating dir if needed: peers.csv,
 // series.csv, summary.json, scenario.yaml, cdf.svg, ratio_vs_n.svg,
-// egress.svg, replication.svg and report.html. sweep, if not empty, holds
+// egress.svg, replication.svg, report.html and, when the run measured
+// how fast each chunk spread (result.Result.Spread), spread.csv and
+// spread.svg. sweep, if not empty, holds
 // the summaries of runs of the same scenario at several fleet sizes, for
 // ratio_vs_n.svg; empty, that plot shows this run alone.
 //
@@ -120,6 +124,17 @@ func render(r *result.Result, sweep []*result.Summary) ([]file, error) {
 		{SummaryJSON, append(js, '\n')},
 		{ScenarioYAML, yb.Bytes()},
 	}
+	if len(r.Spread) > 0 {
+		spread, err := spreadCSV(r)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, file{SpreadCSV, spread})
+		plots = append(plots, struct {
+			name string
+			p    *plot
+		}{SpreadSVG, spreadPlot(r)})
+	}
 	pg := newPage(r, sum, yb.String())
 	for _, p := range plots {
 		svg := p.p.svg()
@@ -152,6 +167,14 @@ func seriesCSV(r *result.Result) ([]byte, error) {
 			strconv.Itoa(s.Complete), strconv.Itoa(s.Live), strconv.Itoa(s.ReplMin), fmtFloat(s.ReplMean), strconv.Itoa(s.ReplMax)})
 	}
 	return csvBytes(SeriesCSV, rows)
+}
+
+func spreadCSV(r *result.Result) ([]byte, error) {
+	rows := [][]string{{"index", "first_s", "half_s", "p99_s"}}
+	for _, c := range r.Spread {
+		rows = append(rows, []string{strconv.Itoa(c.Index), fmtFloat(c.FirstS), fmtFloat(c.HalfS), fmtFloat(c.P99S)})
+	}
+	return csvBytes(SpreadCSV, rows)
 }
 
 func csvBytes(name string, rows [][]string) ([]byte, error) {
@@ -294,6 +317,38 @@ func replicationPlot(r *result.Result) *plot {
 	}
 }
 
+// spreadPlot draws, for each chunk by the time its first honest peer
+// held it, how long it then took to reach half and 99% of them, against
+// the bound's pipeline term.
+func spreadPlot(r *result.Result) *plot {
+	sp := slices.Clone(r.Spread)
+	slices.SortStableFunc(sp, func(a, b result.ChunkSpread) int { return cmp.Compare(a.FirstS, b.FirstS) })
+	half := curve{name: "to half the peers", markers: true}
+	p99 := curve{name: "to 99% of them", markers: true}
+	for _, c := range sp {
+		if c.FirstS < 0 {
+			continue
+		}
+		if c.HalfS >= 0 {
+			half.pts = append(half.pts, point{c.FirstS, c.HalfS - c.FirstS})
+		}
+		if c.P99S >= 0 {
+			p99.pts = append(p99.pts, point{c.FirstS, c.P99S - c.FirstS})
+		}
+	}
+	p := &plot{
+		title:    "Chunk spread after its first copy: " + r.Scenario.Name,
+		xLabel:   "when a chunk's first peer held it (s)",
+		yLabel:   "seconds from then",
+		curves:   []curve{half, p99},
+		yInclude: []float64{0},
+	}
+	if r.Bound.Pipeline > 0 {
+		p.refs = []refLine{{name: "pipeline term " + secs(r.Bound.Pipeline), at: r.Bound.Pipeline}}
+	}
+	return p
+}
+
 // runName labels this run's row and curve.
 func runName(mode string) string { return "p2pd (" + mode + ")" }
 
@@ -431,10 +486,13 @@ type page struct {
 	Bound            string
 	Terms            []boundTerm
 	Pipeline         string
-	HostBound        bool
-	HostExplain      string
-	Classes          []classRow
-	Plots            []figure
+	// Spread is the median chunk's spread (Summary.SpreadHalfS and
+	// SpreadP99S), formatted; empty when not measured.
+	Spread      string
+	HostBound   bool
+	HostExplain string
+	Classes     []classRow
+	Plots       []figure
 	// Delta is a delta run's figures (scenario blob.base), or nil.
 	Delta *deltaView
 }
@@ -475,11 +533,25 @@ func newPage(r *result.Result, s *result.Summary, yml string) *page {
 			term("aggregate upload", "N·F / (u_s + Σu_i)", r.Bound.AggregateTerm),
 		},
 		Pipeline:    secs(r.Bound.Pipeline),
+		Spread:      spreadText(s),
 		HostBound:   s.HostBound,
 		HostExplain: hostExplanation(r),
 		Classes:     classRows(r),
 		Delta:       deltaOf(s),
 	}
+}
+
+// spreadText says how fast the median chunk spread, or "" if the run did
+// not measure it.
+func spreadText(s *result.Summary) string {
+	if s.SpreadHalfS == 0 && s.SpreadP99S == 0 {
+		return ""
+	}
+	p99 := "never"
+	if s.SpreadP99S > 0 {
+		p99 = secs(s.SpreadP99S)
+	}
+	return fmt.Sprintf("%s to half the peers, %s to 99%% of them", secs(s.SpreadHalfS), p99)
 }
 
 //go:embed report.html.tmpl

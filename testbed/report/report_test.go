@@ -453,6 +453,15 @@ func TestPrintSummary(t *testing.T) {
 	if !strings.Contains(b.String(), "host_bound: YES") {
 		t.Errorf("a host-bound run is not flagged:\n%s", b.String())
 	}
+	if strings.Contains(out, "chunk spread") {
+		t.Errorf("a spread is printed for a run that measured none:\n%s", out)
+	}
+	s.SpreadHalfS, s.SpreadP99S = 6.5, 0
+	b.Reset()
+	PrintSummary(&b, s)
+	if want := "median chunk spread after its first copy: 6.50 s to half the peers, never to 99% of them"; !strings.Contains(b.String(), want) {
+		t.Errorf("no %q in:\n%s", want, b.String())
+	}
 }
 
 func TestAxis(t *testing.T) {
@@ -522,5 +531,41 @@ func TestDeltaReport(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, ReportHTML)); strings.Contains(string(b), "<h2>Delta</h2>") {
 		t.Error("a plain run's report has a delta section")
+	}
+}
+
+// TestWriteSpread: a run that measured each chunk's spread also gets
+// spread.csv, spread.svg and the median in report.html; a chunk that
+// never reached 99% is written as -1 and left out of the plot.
+func TestWriteSpread(t *testing.T) {
+	r := testResult(t)
+	r.Spread = []result.ChunkSpread{
+		{Index: 0, FirstS: 2, HalfS: 12, P99S: 30},
+		{Index: 1, FirstS: 4, HalfS: 10.5, P99S: -1},
+	}
+	dir := t.TempDir()
+	if err := Write(dir, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertOnly(t, dir, CDFSVG, EgressSVG, PeersCSV, RatioSVG, ReplicationSVG, ReportHTML, ScenarioYAML, SeriesCSV, SpreadCSV, SpreadSVG, SummaryJSON)
+	rows := readCSV(t, filepath.Join(dir, SpreadCSV))
+	if got := fmt.Sprint(rows); got != "[[index first_s half_s p99_s] [0 2 12 30] [1 4 10.5 -1]]" {
+		t.Fatalf("spread.csv %s", got)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, ReportHTML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Medians: to half, 6.5 s and 10 s (nearest rank: 6.5 s); to 99%,
+	// chunk 0's 28 s.
+	if want := "6.50 s to half the peers, 28.00 s to 99% of them"; !strings.Contains(string(page), want) {
+		t.Fatalf("report.html does not say %q", want)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, SpreadSVG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(svg), "pipeline term 0.25 s") || !strings.Contains(string(svg), "to 99% of them") {
+		t.Fatalf("spread.svg lacks its curves or the pipeline line:\n%s", svg)
 	}
 }

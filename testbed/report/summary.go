@@ -13,7 +13,8 @@ import (
 // a line for the scenario, then an aligned table with one row for this
 // run and one per baseline (peers, completed and failed, the bound, and
 // p50, p99 and max with their ratios to the bound, origin egress in
-// copies of the blob), then the pipeline term and the host-bound flag.
+// copies of the blob), then the pipeline term, the median chunk's spread
+// (when measured) and the host-bound flag.
 func PrintSummary(w io.Writer, s *result.Summary) {
 	fmt.Fprintf(w, "scenario %s (%s), blob %s\n\n", s.Name, s.Mode, units.FormatSize(s.BlobBytes))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -27,6 +28,9 @@ func PrintSummary(w io.Writer, s *result.Summary) {
 			units.FormatSize(s.ChangedBytes), units.FormatSize(s.ChangedChunkBytes), units.FormatSize(s.BytesMoved), s.MovedPerPeerOverChanged)
 	}
 	fmt.Fprintf(w, "\npipeline term %s (not in the bound); ratios are completion time / bound\n", secs(s.PipelineS))
+	if t := spreadText(s); t != "" {
+		fmt.Fprintf(w, "median chunk spread after its first copy: %s\n", t)
+	}
 	if s.HostBound {
 		fmt.Fprintf(w, "host_bound: YES: the host's CPUs were %.0f%% busy and the testbed waited %.0f%% of their time for them; the machine, not the emulated links, set the pace, so these times overstate what the links allow\n", 100*s.HostBusy, 100*s.HostWait)
 	} else {

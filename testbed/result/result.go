@@ -122,6 +122,9 @@ type Result struct {
 	// Delta is set for a delta run (scenario blob.base); Bound is then
 	// for F = Delta.ChangedChunkBytes.
 	Delta *Delta `json:"delta,omitempty"`
+	// Spread is how fast each chunk reached the honest peers (modes that
+	// sample chunk replication; empty for the baselines).
+	Spread []ChunkSpread `json:"spread,omitempty"`
 	// Baselines are the baselines' runs on the same links.
 	Baselines []*Result `json:"baselines,omitempty"`
 }
@@ -165,8 +168,15 @@ type Summary struct {
 	ChangedBytes            int64   `json:"changed_bytes,omitempty"`
 	ChangedChunkBytes       int64   `json:"changed_chunk_bytes,omitempty"`
 	MovedPerPeerOverChanged float64 `json:"moved_per_peer_over_changed,omitempty"`
-	HostBound               bool    `json:"host_bound"`
-	HostBusy                float64 `json:"host_busy"`
+	// SpreadHalfS and SpreadP99S are the median over the blob's chunks
+	// of the time from a chunk's first honest holder to half, and to 99%,
+	// of the honest peers (Result.Spread); compare them with PipelineS,
+	// the time a chunk needs when every copy is passed on at once at the
+	// full link rate. Zero when not measured.
+	SpreadHalfS float64 `json:"spread_half_s,omitempty"`
+	SpreadP99S  float64 `json:"spread_p99_s,omitempty"`
+	HostBound   bool    `json:"host_bound"`
+	HostBusy    float64 `json:"host_busy"`
 	// HostWait is Host.Wait: the share of the CPUs' time the testbed
 	// waited for them.
 	HostWait float64 `json:"host_wait"`
@@ -192,6 +202,7 @@ func (r *Result) Summarize() *Summary {
 		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, HostWait: r.Host.Wait, WallS: r.Host.WallSeconds,
 		HostBusyStretchS: r.Host.BusyStretchS, HostBusyStretchAtS: r.Host.BusyStretchAtS,
 	}
+	s.SpreadHalfS, s.SpreadP99S = spreadMedians(r.Spread)
 	if r.BlobBytes > 0 {
 		s.OriginEgressCopies = float64(r.OriginEgressBytes) / float64(r.BlobBytes)
 	}

@@ -240,6 +240,7 @@ type sim struct {
 	honestOpen   int // honest peers not joined yet, or running and incomplete
 	pendingJoins int // scenario join events still to run
 	series       []result.Sample
+	spread       *result.SpreadMeter
 	progress     result.Progress
 	err          error
 	st           stats
@@ -279,6 +280,13 @@ func newSim(ctx context.Context, s scenario.Scenario) (*sim, error) {
 		repl:      make([]int32, n),
 	}
 	sm.lists.blk = sm.pcfg.Sched.MaxInflightPerPeer
+	honest := 0
+	for _, p := range sm.peers {
+		if p.Behavior == scenario.Honest {
+			honest++
+		}
+	}
+	sm.spread = result.NewSpreadMeter(n, honest)
 	var total int64
 	for _, z := range sm.sizes {
 		total += z
@@ -548,6 +556,7 @@ func (sm *sim) addSample() {
 			lo, hi, sum = min(lo, r), max(hi, r), sum+int64(r)
 		}
 		smp.ReplMin, smp.ReplMax, smp.ReplMean = int(lo), int(hi), float64(sum)/float64(len(sm.repl))
+		sm.spread.Observe(smp.T, len(sm.repl), func(i int) int { return int(sm.repl[i]) })
 	}
 	sm.series = append(sm.series, smp)
 	if sm.progress != nil {
@@ -562,6 +571,7 @@ func (sm *sim) result() *result.Result {
 		Bound:             sm.bound(),
 		Delta:             sm.delta,
 		Series:            sm.series,
+		Spread:            sm.spread.Spread(),
 		BlobBytes:         int64(sm.s.Blob.Size),
 		OriginEgressBytes: sm.originBytes,
 		Peers:             make([]result.Peer, len(sm.peers)),

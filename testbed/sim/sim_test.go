@@ -140,6 +140,19 @@ func TestFlashCrowd(t *testing.T) {
 			t.Fatalf("series not cumulative at %d: %+v then %+v", i, a, b)
 		}
 	}
+	// Every chunk reached every peer, within the run, after its first
+	// copy.
+	if err := result.CheckSpread(r.Spread, sm.n); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Spread {
+		if c.FirstS < 0 || c.P99S < 0 || c.P99S > last.T {
+			t.Fatalf("chunk %d spread %+v in a run that ended at %.2fs", c.Index, c, last.T)
+		}
+	}
+	if sum.SpreadHalfS <= 0 || sum.SpreadP99S < sum.SpreadHalfS {
+		t.Errorf("median spread %.3fs to half, %.3fs to 99%%", sum.SpreadHalfS, sum.SpreadP99S)
+	}
 }
 
 // TestModelMeetsBound checks the network model where the engine's
