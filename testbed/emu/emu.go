@@ -49,8 +49,13 @@ type Options struct {
 	Progress result.Progress
 	// Tune, if set, adjusts every node's peer engine configuration.
 	Tune func(*peer.Config)
-	// AnnounceInterval is the tracker's (default 1s: an emulated fleet is
-	// small and its runs short).
+	// AnnounceInterval is the tracker's; 0 means the tracker's own default
+	// (tracker.DefaultAnnounceInterval), which p2pd and the simulator use
+	// too. It was 1s here until session 13: 1,000 emulated peers then
+	// announced 1,000 times a second, and that alone kept the host 8 points
+	// busier (73% against 65% of both CPUs in emulated fanout-1000), enough
+	// to flag the run host-bound, for no change in completion times
+	// (docs/benchmarks.md, "Session 13").
 	AnnounceInterval time.Duration
 	// Verify reads every completed peer's copy back after the run and
 	// checks it (fleet.Config.Verify).
@@ -96,9 +101,6 @@ func Run(ctx context.Context, s scenario.Scenario, o Options) (res *result.Resul
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.AnnounceInterval == 0 {
-		o.AnnounceInterval = time.Second
 	}
 	for _, w := range fleet.CheckFDs(FDsNeeded(s), fmt.Sprintf("emulating %d peers", s.NumPeers())) {
 		o.Logger.Warn(w)
