@@ -28,7 +28,7 @@ func (c *cluster) setupBase(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("emu: %w", err)
 	}
-	c.delta = &result.Delta{ChangedBytes: d.ChangedBytes, ChangedChunkBytes: d.ChangedChunkBytes}
+	c.delta = &result.Delta{ChangedBytes: d.ChangedBytes, ChangedChunkBytes: d.ChangedChunkBytes, Held: d.Held}
 	dir := filepath.Join(c.dir, "base-store")
 	st, err := store.Open(store.DefaultConfig(dir))
 	if err != nil {

@@ -30,6 +30,15 @@ func TestDelta(t *testing.T) {
 	if want := s.BoundFor(d.ChangedChunkBytes); r.Bound != want {
 		t.Errorf("bound %+v, want %+v (for the changed chunks)", r.Bound, want)
 	}
+	// The spread marks what version 1 had as held, as the delta says.
+	if len(r.Spread) != len(d.Held) {
+		t.Fatalf("spread of %d chunks, delta of %d", len(r.Spread), len(d.Held))
+	}
+	for i, c := range r.Spread {
+		if c.Held != d.Held[i] {
+			t.Fatalf("chunk %d: spread %+v, held by version 1: %v", i, c, d.Held[i])
+		}
+	}
 }
 
 // TestFDsNeeded: the estimate grows with the fleet and its connections,

@@ -128,17 +128,6 @@ type Fleet struct {
 	spread *result.SpreadMeter // made by the first sample with replication
 }
 
-// honest counts the fleet's honest peers.
-func (f *Fleet) honest() int {
-	n := 0
-	for _, m := range f.members {
-		if m.spec.Behavior == scenario.Honest {
-			n++
-		}
-	}
-	return n
-}
-
 // member is one peer of the fleet.
 type member struct {
 	spec scenario.Peer
@@ -466,7 +455,7 @@ func (f *Fleet) sample(ctx context.Context, now time.Time) result.Sample {
 		}
 		sm.ReplMean = float64(sum) / float64(len(st.Replication))
 		if f.spread == nil {
-			f.spread = result.NewSpreadMeter(len(st.Replication), f.honest())
+			f.spread = result.NewSpreadMeter(len(st.Replication), f.cfg.Scenario.NumHonest(), f.cfg.Delta.HeldChunks())
 		}
 		f.spread.Observe(sm.T, len(st.Replication), func(i int) int { return int(st.Replication[i]) })
 	}

@@ -170,9 +170,9 @@ func seriesCSV(r *result.Result) ([]byte, error) {
 }
 
 func spreadCSV(r *result.Result) ([]byte, error) {
-	rows := [][]string{{"index", "first_s", "half_s", "p99_s"}}
+	rows := [][]string{{"index", "first_s", "half_s", "p99_s", "held"}}
 	for _, c := range r.Spread {
-		rows = append(rows, []string{strconv.Itoa(c.Index), fmtFloat(c.FirstS), fmtFloat(c.HalfS), fmtFloat(c.P99S)})
+		rows = append(rows, []string{strconv.Itoa(c.Index), fmtFloat(c.FirstS), fmtFloat(c.HalfS), fmtFloat(c.P99S), strconv.FormatBool(c.Held)})
 	}
 	return csvBytes(SpreadCSV, rows)
 }
@@ -319,14 +319,14 @@ func replicationPlot(r *result.Result) *plot {
 
 // spreadPlot draws, for each chunk by the time its first honest peer
 // held it, how long it then took to reach half and 99% of them, against
-// the bound's pipeline term.
+// the bound's pipeline term. Chunks held from the start are left out.
 func spreadPlot(r *result.Result) *plot {
 	sp := slices.Clone(r.Spread)
 	slices.SortStableFunc(sp, func(a, b result.ChunkSpread) int { return cmp.Compare(a.FirstS, b.FirstS) })
 	half := curve{name: "to half the peers", markers: true}
 	p99 := curve{name: "to 99% of them", markers: true}
 	for _, c := range sp {
-		if c.FirstS < 0 {
+		if c.FirstS < 0 || c.Held {
 			continue
 		}
 		if c.HalfS >= 0 {

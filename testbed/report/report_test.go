@@ -542,6 +542,7 @@ func TestWriteSpread(t *testing.T) {
 	r.Spread = []result.ChunkSpread{
 		{Index: 0, FirstS: 2, HalfS: 12, P99S: 30},
 		{Index: 1, FirstS: 4, HalfS: 10.5, P99S: -1},
+		{Index: 2, FirstS: 0.25, HalfS: 0.25, P99S: 0.25, Held: true},
 	}
 	dir := t.TempDir()
 	if err := Write(dir, r, nil); err != nil {
@@ -549,7 +550,7 @@ func TestWriteSpread(t *testing.T) {
 	}
 	assertOnly(t, dir, CDFSVG, EgressSVG, PeersCSV, RatioSVG, ReplicationSVG, ReportHTML, ScenarioYAML, SeriesCSV, SpreadCSV, SpreadSVG, SummaryJSON)
 	rows := readCSV(t, filepath.Join(dir, SpreadCSV))
-	if got := fmt.Sprint(rows); got != "[[index first_s half_s p99_s] [0 2 12 30] [1 4 10.5 -1]]" {
+	if got := fmt.Sprint(rows); got != "[[index first_s half_s p99_s held] [0 2 12 30 false] [1 4 10.5 -1 false] [2 0.25 0.25 0.25 true]]" {
 		t.Fatalf("spread.csv %s", got)
 	}
 	page, err := os.ReadFile(filepath.Join(dir, ReportHTML))

@@ -137,6 +137,18 @@ type Delta struct {
 	// fetch).
 	ChangedBytes      int64 `json:"changed_bytes"`
 	ChangedChunkBytes int64 `json:"changed_chunk_bytes"`
+	// Held says, by index, which of version 2's chunks version 1 has too
+	// (scenario.Delta.Held): the fleet holds them from the start.
+	Held []bool `json:"-"`
+}
+
+// HeldChunks returns d.Held, or nil for a nil d (a run that is not a
+// delta run: nothing is held from the start).
+func (d *Delta) HeldChunks() []bool {
+	if d == nil {
+		return nil
+	}
+	return d.Held
 }
 
 // Summary is the comparison the testbed prints (`--json`).

@@ -24,6 +24,10 @@ type ChunkSpread struct {
 	FirstS float64 `json:"first_s"`
 	HalfS  float64 `json:"half_s"`
 	P99S   float64 `json:"p99_s"`
+	// Held: the fleet held the chunk from the start, so it had nothing to
+	// spread (in a delta run, a chunk of version 2 that version 1 has
+	// too). The medians leave it out.
+	Held bool `json:"held,omitempty"`
 }
 
 // SpreadMeter builds each chunk's ChunkSpread from the replication
@@ -34,15 +38,16 @@ type SpreadMeter struct {
 }
 
 // NewSpreadMeter returns a meter for a blob of chunks chunks, spread over
-// peers honest peers.
-func NewSpreadMeter(chunks, peers int) *SpreadMeter {
+// peers honest peers, of which the fleet holds from the start those that
+// held marks (by index; nil: none; Delta.Held for a delta run).
+func NewSpreadMeter(chunks, peers int, held []bool) *SpreadMeter {
 	m := &SpreadMeter{
 		half:   max(1, int(math.Ceil(0.5*float64(peers)))),
 		p99:    max(1, int(math.Ceil(0.99*float64(peers)))),
 		chunks: make([]ChunkSpread, chunks),
 	}
 	for i := range m.chunks {
-		m.chunks[i] = ChunkSpread{Index: i, FirstS: -1, HalfS: -1, P99S: -1}
+		m.chunks[i] = ChunkSpread{Index: i, FirstS: -1, HalfS: -1, P99S: -1, Held: i < len(held) && held[i]}
 	}
 	return m
 }
@@ -82,11 +87,11 @@ func (m *SpreadMeter) Spread() []ChunkSpread {
 
 // spreadMedians returns the median over chunks of the time from a chunk's
 // first holder to half the honest peers, and to 99% of them, over the
-// chunks that got there (0 if none did).
+// chunks that got there and were not Held from the start (0 if none did).
 func spreadMedians(sp []ChunkSpread) (half, p99 float64) {
 	var hs, ps []float64
 	for _, c := range sp {
-		if c.FirstS < 0 {
+		if c.FirstS < 0 || c.Held {
 			continue
 		}
 		if c.HalfS >= 0 {

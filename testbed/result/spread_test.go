@@ -11,7 +11,7 @@ import (
 // never leaves the origin; the summary takes the medians over the chunks
 // that got there.
 func TestSpreadMeter(t *testing.T) {
-	m := NewSpreadMeter(3, 10)
+	m := NewSpreadMeter(3, 10, nil)
 	counts := [][]int{
 		{0, 0, 0},
 		{1, 1, 0},
@@ -22,6 +22,17 @@ func TestSpreadMeter(t *testing.T) {
 		m.Observe(float64(k), len(c), func(i int) int { return c[i] })
 	}
 	m.Observe(9, 2, func(int) int { return 10 }) // another blob's counts: ignored
+	// A delta run's chunk that the fleet holds from the start: held, and
+	// out of the medians.
+	held := NewSpreadMeter(2, 10, []bool{true})
+	held.Observe(0.25, 2, func(i int) int { return []int{10, 4}[i] })
+	held.Observe(1, 2, func(int) int { return 10 })
+	if hs := held.Spread(); !hs[0].Held || hs[1].Held {
+		t.Fatalf("held %+v", hs)
+	}
+	if s := (&Result{Scenario: scenario.Default(), Spread: held.Spread()}).Summarize(); s.SpreadHalfS != 0.75 || s.SpreadP99S != 0.75 {
+		t.Fatalf("medians with a held chunk %v / %v, want 0.75 / 0.75", s.SpreadHalfS, s.SpreadP99S)
+	}
 	sp := m.Spread()
 	want := []ChunkSpread{
 		{Index: 0, FirstS: 1, HalfS: 2, P99S: 3},

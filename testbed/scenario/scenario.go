@@ -416,6 +416,18 @@ func (s Scenario) NumPeers() int {
 	return n
 }
 
+// NumHonest returns the number of honest peers (classes whose behavior
+// is Honest, or not set), origins excluded.
+func (s Scenario) NumHonest() int {
+	n := 0
+	for _, c := range s.Classes {
+		if c.Behavior == Honest || c.Behavior == "" {
+			n += c.Count
+		}
+	}
+	return n
+}
+
 // Peer is one peer of the fleet, as Expand lays it out.
 type Peer struct {
 	Index    int

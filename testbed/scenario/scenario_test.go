@@ -29,7 +29,7 @@ baselines: [origin-only]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Mode != ModeSim || s.Seed != 7 || s.Blob.Size != 1<<30 || s.NumPeers() != 102 || s.Timeout != DefaultTimeout ||
+	if s.Mode != ModeSim || s.Seed != 7 || s.Blob.Size != 1<<30 || s.NumPeers() != 102 || s.NumHonest() != 100 || s.Timeout != DefaultTimeout ||
 		s.Blob.Chunker.AvgSize != 256<<10 || s.Blob.Chunker.MinSize != 64<<10 || s.Blob.Chunker.MaxSize != 1<<20 {
 		t.Fatalf("parsed %+v", s)
 	}

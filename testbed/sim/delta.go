@@ -45,7 +45,7 @@ func chunkLayout(ctx context.Context, s scenario.Scenario) (layout, error) {
 			return layout{}, tooMany(fmt.Errorf("sim: %w", err))
 		}
 		m, l.held = d.V2, d.Held
-		l.delta = &result.Delta{ChangedBytes: d.ChangedBytes, ChangedChunkBytes: d.ChangedChunkBytes}
+		l.delta = &result.Delta{ChangedBytes: d.ChangedBytes, ChangedChunkBytes: d.ChangedChunkBytes, Held: d.Held}
 	}
 	if n := int64(len(m.Chunks)); n > limit {
 		return layout{}, fmt.Errorf("%w: %d chunks, limit %d", ErrTooManyChunks, n, limit)

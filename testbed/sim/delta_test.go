@@ -39,6 +39,17 @@ func TestDelta(t *testing.T) {
 	if sum.ChangedBytes != d.ChangedBytes || sum.MovedPerPeerOverChanged <= 1 {
 		t.Errorf("summary %+v", sum)
 	}
+	// The chunks version 1 has too are held from the start and out of
+	// the spread's medians; the new ones spread.
+	var moved int64
+	for _, c := range r.Spread {
+		if !c.Held {
+			moved += sm.sizes[c.Index]
+		}
+	}
+	if moved != d.ChangedChunkBytes || sum.SpreadHalfS <= 0 {
+		t.Errorf("chunks that spread hold %d bytes, want the %d changed-chunk bytes; median spread %.2fs", moved, d.ChangedChunkBytes, sum.SpreadHalfS)
+	}
 }
 
 // TestLayout: a plain run moves the chunks the emulation's origins cut,

@@ -280,13 +280,7 @@ func newSim(ctx context.Context, s scenario.Scenario) (*sim, error) {
 		repl:      make([]int32, n),
 	}
 	sm.lists.blk = sm.pcfg.Sched.MaxInflightPerPeer
-	honest := 0
-	for _, p := range sm.peers {
-		if p.Behavior == scenario.Honest {
-			honest++
-		}
-	}
-	sm.spread = result.NewSpreadMeter(n, honest)
+	sm.spread = result.NewSpreadMeter(n, s.NumHonest(), sm.delta.HeldChunks())
 	var total int64
 	for _, z := range sm.sizes {
 		total += z
