@@ -109,10 +109,11 @@ func render(r *result.Result, sweep []*result.Summary) ([]file, error) {
 	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("scenario: %w", err)
 	}
-	plots := []struct {
+	type namedPlot struct {
 		name string
 		p    *plot
-	}{
+	}
+	plots := []namedPlot{
 		{CDFSVG, cdfPlot(r)},
 		{RatioSVG, ratioPlot(r, sum, sweep)},
 		{EgressSVG, egressPlot(r)},
@@ -130,10 +131,7 @@ func render(r *result.Result, sweep []*result.Summary) ([]file, error) {
 			return nil, err
 		}
 		files = append(files, file{SpreadCSV, spread})
-		plots = append(plots, struct {
-			name string
-			p    *plot
-		}{SpreadSVG, spreadPlot(r)})
+		plots = append(plots, namedPlot{SpreadSVG, spreadPlot(r)})
 	}
 	pg := newPage(r, sum, yb.String())
 	for _, p := range plots {
