@@ -18,7 +18,7 @@ const (
 	DefaultIdentityFileName = "identity.key"
 	DefaultMaxConns         = 30
 	DefaultMaxInbound       = 256
-	DefaultUploadSlots      = 8
+	DefaultUploadSlots      = 4
 	DefaultOriginSlots      = 16
 	DefaultResendWindow     = 10 * time.Second
 	DefaultRequestTimeout   = 10 * time.Second
@@ -30,6 +30,7 @@ const (
 	DefaultBanDuration      = time.Hour
 	DefaultPenaltyThreshold = 3
 	DefaultMaxInflight      = 8
+	DefaultMaxInflightTotal = 4
 )
 
 // Config configures an Engine. The zero value of every field selects its
@@ -64,13 +65,17 @@ type Config struct {
 	MaxConns   int `yaml:"max_conns"`
 	MaxInbound int `yaml:"max_inbound"`
 	// UploadSlots caps the chunk requests served at once, over all peers
-	// (default 8, 16 for an origin). A request beyond it is answered
+	// (default 4, 16 for an origin). A request beyond it is answered
 	// Reject{Busy}, and the requester backs off. The slots share the
 	// upload link, so each accepted chunk arrives at about 1/UploadSlots
 	// of it; few slots make each copy whole, and servable by its
 	// receiver, sooner, which is what spreads a chunk through a flash
 	// crowd (docs/testbed-sim.md, "Upload slots": 64 slots made a
 	// simulated 1,000-peer fan-out 2.8 times the bound, 8 slots 1.6).
+	// The default matches Sched.MaxInflight's, so that a peer receives
+	// about as many chunks at once as it sends, and a chunk crosses each
+	// hop at a quarter of a link, not an eighth (docs/benchmarks.md,
+	// "Session 14").
 	// An origin's slots keep a flash crowd from fetching the same chunks
 	// from it at once: the requests it turns away go to peers instead.
 	UploadSlots int `yaml:"upload_slots"`
@@ -146,11 +151,16 @@ type Config struct {
 	// vouched for is always checked against the blob digest.
 	FullVerify bool `yaml:"full_verify"`
 	// Sched tunes the download scheduler. MaxInflightPerPeer defaults to
-	// 8 here (the scheduler's own default is 4). MaxInflight (requests
-	// outstanding over all peers) is not capped by default: a cap of 8
-	// made a 100-peer crowd on 5 Mbit/s links finish 18% sooner at p50
-	// in emulation, but a 30-peer crowd on 10 Mbit/s 12-23% later at p99
-	// (docs/benchmarks.md, session 5).
+	// 8 here (the scheduler's own default is 4), and MaxInflight
+	// (requests outstanding over all peers but fallback origins) to 4
+	// (the scheduler's own default is no cap; -1 selects that). With no
+	// cap a peer with many neighbours fetched dozens of chunks at once,
+	// each at a sliver of its link, so every copy took that much longer
+	// to become servable. With 4, and 4 upload slots, a simulated
+	// 1,000-peer fan-out finished 21% sooner at p50 and 17% at p99, and
+	// every shipped testbed scenario sooner at both (docs/benchmarks.md,
+	// "Session 14"). A link whose round trip spans several chunk times
+	// (a long fat path) needs a deeper cap.
 	Sched sched.Config `yaml:"sched"`
 	// Announce tunes the tracker announcers.
 	Announce trackerclient.AnnouncerConfig `yaml:"announce"`
@@ -186,6 +196,7 @@ func (c Config) WithDefaults() Config {
 	setInt(&c.PutWorkers, DefaultPutWorkers)
 	setInt(&c.PenaltyThreshold, DefaultPenaltyThreshold)
 	setInt(&c.Sched.MaxInflightPerPeer, DefaultMaxInflight)
+	setInt(&c.Sched.MaxInflight, DefaultMaxInflightTotal)
 	setDur(&c.RequestTimeout, DefaultRequestTimeout)
 	setDur(&c.ManifestTimeout, DefaultManifestTimeout)
 	setDur(&c.OriginGrace, DefaultOriginGrace)

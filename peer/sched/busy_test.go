@@ -3,6 +3,7 @@ package sched_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -317,5 +318,99 @@ func TestMaxInflightCapsAllPeers(t *testing.T) {
 	}
 	if p := s.Progress(); p.Requests != 2 {
 		t.Fatalf("%d requests outstanding, want 2", p.Requests)
+	}
+}
+
+// TestMaxInflightLeavesFallbackOriginOut: requests at a fallback origin
+// neither count against Config.MaxInflight nor wait for room under it
+// (MaxInflightPerOrigin caps them), so a peer whose budget is spent on
+// peers still fetches from the origin what no peer has, and one whose
+// origin requests are slow still asks peers.
+func TestMaxInflightLeavesFallbackOriginOut(t *testing.T) {
+	const n = 6
+	s, err := sched.New(sched.Config{MaxInflightPerPeer: 4, MaxInflightPerOrigin: 2, MaxInflight: 1}, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, b := sched.NewBitset(n), sched.NewBitset(n)
+	a.Set(0)
+	a.Set(1)
+	b.Set(2)
+	b.Set(3)
+	acts := s.Handle(now, sched.PeerConnected{Peer: "a", Have: a})
+	toA := requestsTo(acts, "a")
+	if len(toA) != 1 {
+		t.Fatalf("a got requests %v, want one (MaxInflight 1)", toA)
+	}
+	acts = s.Handle(now, sched.PeerConnected{Peer: "b", Have: b})
+	if got := requestsTo(acts, "b"); len(got) != 0 {
+		t.Fatalf("b got requests %v with a's request outstanding, want none", got)
+	}
+	acts = s.Handle(now, sched.PeerConnected{Peer: "origin", Origin: true, Have: sched.FullBitset(n)})
+	if got := requestsTo(acts, "origin"); len(got) != 2 || slices.ContainsFunc(got, func(i int) bool { return i < 4 }) {
+		t.Fatalf("origin got requests %v with a's request outstanding, want chunks 4 and 5", got)
+	}
+	acts = s.Handle(now, sched.ChunkReceived{Peer: "a", Index: toA[0], Verified: true})
+	if got := append(requestsTo(acts, "a"), requestsTo(acts, "b")...); len(got) != 1 {
+		t.Fatalf("after a delivered, a and b got requests %v, want one", got)
+	}
+	if p := s.Progress(); p.Requests != 3 {
+		t.Fatalf("%d requests outstanding, want 3: two at the origin, one at a peer", p.Requests)
+	}
+}
+
+// TestMaxInflightFreedPlaceGoesToAnyPeer: when a place under
+// Config.MaxInflight frees and no peer has just delivered (here the chunk
+// turned up in the local store), the peer that takes it is drawn at
+// random, not the first one connected. Always the first, a flash crowd's
+// downloads sent nearly all their requests to the peers that joined first
+// (docs/benchmarks.md, "Session 14"). A peer that has just delivered
+// gets its next request at once, as a pipeline would.
+func TestMaxInflightFreedPlaceGoesToAnyPeer(t *testing.T) {
+	const n = 200
+	s, err := sched.New(sched.Config{MaxInflightPerPeer: 4, MaxInflight: 1}, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	peers := []string{"a", "b", "c", "d"}
+	var asked []sched.Action
+	for _, id := range peers {
+		asked = append(asked, s.Handle(now, sched.PeerConnected{Peer: id, Have: sched.FullBitset(n)})...)
+	}
+	got := map[string]int{}
+	const rounds = 100
+	for range rounds {
+		var reqs []sched.Action
+		for _, a := range asked {
+			if a.Kind == sched.Request {
+				reqs = append(reqs, a)
+			}
+		}
+		if len(reqs) != 1 {
+			t.Fatalf("requests %v, want one (MaxInflight 1)", reqs)
+		}
+		got[reqs[0].Peer]++
+		asked = s.Handle(now, sched.ChunkStoredLocally{Index: reqs[0].Index})
+	}
+	for _, id := range peers {
+		if got[id] < rounds/len(peers)/3 {
+			t.Fatalf("requests per peer %v: %s got too few of %d", got, id, rounds)
+		}
+	}
+	// A peer that delivers keeps first call on the place its answer frees.
+	var last sched.Action
+	for _, a := range asked {
+		if a.Kind == sched.Request {
+			last = a
+		}
+	}
+	for range 20 {
+		asked = s.Handle(now, sched.ChunkReceived{Peer: last.Peer, Index: last.Index, Verified: true})
+		if got := requestsTo(asked, last.Peer); len(got) != 1 {
+			t.Fatalf("after %s delivered chunk %d, actions %v: want its next request", last.Peer, last.Index, asked)
+		}
+		last.Index = requestsTo(asked, last.Peer)[0]
 	}
 }

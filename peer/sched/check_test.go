@@ -22,7 +22,7 @@ func (s *Scheduler) checkInvariants() error {
 	origins := make([]int32, n)
 	nreq := make([]int, n)
 	var base int32
-	total := 0
+	total, fallback := 0, 0
 	for _, p := range s.peers {
 		switch {
 		case p.gone:
@@ -76,6 +76,9 @@ func (s *Scheduler) checkInvariants() error {
 			if !p.suspect {
 				nreq[i]++
 				total++
+				if p.fallback {
+					fallback++
+				}
 			}
 		}
 		if p.suspect && (len(p.reqs) == 0 || p.fallback) {
@@ -122,6 +125,12 @@ func (s *Scheduler) checkInvariants() error {
 	}
 	if total != s.nreqs {
 		return fmt.Errorf("nreqs %d, want %d", s.nreqs, total)
+	}
+	if fallback != s.nfallback {
+		return fmt.Errorf("nfallback %d, want %d", s.nfallback, fallback)
+	}
+	if m := s.cfg.MaxInflight; m > 0 && total-fallback > m {
+		return fmt.Errorf("%d requests outstanding at peers other than fallback origins, MaxInflight %d", total-fallback, m)
 	}
 	if c := s.held.Count(); c != s.nheld {
 		return fmt.Errorf("nheld %d, bitset has %d", s.nheld, c)

@@ -109,9 +109,12 @@ type Config struct {
 	// deep pipelines; a peer alone with the origin pipelines as deep as
 	// MaxInflightPerPeer. Default 2.
 	MaxInflightPerOrigin int `yaml:"max_inflight_per_origin" json:"max_inflight_per_origin"`
-	// MaxInflight caps the requests outstanding over all peers; 0 or
-	// negative: no cap (the default). Once a request ends, its place may
-	// go to any peer, not only the one that answered.
+	// MaxInflight caps the requests outstanding over all peers but
+	// fallback origins (MaxInflightPerOrigin caps those, and they neither
+	// count nor wait for room here: a peer whose few requests wait at a
+	// slow origin must still ask its peers); 0 or negative: no cap (the
+	// default). Once a request ends, its place may go to any peer, not
+	// only the one that answered.
 	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
 	// RequestTimeout is how long a peer may keep its oldest outstanding
 	// request waiting without progress, at least: a peer answers its

@@ -20,7 +20,9 @@ import (
 //     outstanding there (MaxInflightPerOrigin at a fallback origin while
 //     another peer is connected; at other peers, with MinInflightPerPeer
 //     set, MaxInflightPerPeer shared out among the connected ones but no
-//     less than MinInflightPerPeer);
+//     less than MinInflightPerPeer), and, with MaxInflight set, only
+//     while fewer than MaxInflight requests are outstanding at peers that
+//     are neither fallback origins nor suspect;
 //   - a busy answer pauses a peer that is not paused for BusyBackoff,
 //     doubled for each pause since the peer last delivered a chunk, at
 //     most MaxBusyBackoff;
@@ -369,6 +371,18 @@ func (m *model) depth() int {
 	return d
 }
 
+// capped counts the requests that count against MaxInflight: those
+// outstanding at peers that are neither suspect nor fallback origins.
+func (m *model) capped() int {
+	n := 0
+	for k := range m.out {
+		if p := m.byID[k.peer]; !m.suspect[k.peer] && !m.fallback(p) {
+			n++
+		}
+	}
+	return n
+}
+
 func (m *model) endgame() bool {
 	missing := m.n - m.nheld
 	return m.cfg.MaxDuplicates > 1 && missing > 0 && missing <= m.cfg.EndgameThreshold
@@ -597,6 +611,8 @@ func (m *model) apply(a Action) {
 			m.fatalf("%v: %d requests already outstanding at the peer", a, m.perPeer[a.Peer])
 		case m.fallback(p) && m.otherPeers() && m.perPeer[a.Peer] >= m.cfg.MaxInflightPerOrigin:
 			m.fatalf("%v: %d requests already outstanding at the origin, and other peers are connected", a, m.perPeer[a.Peer])
+		case !m.fallback(p) && m.cfg.MaxInflight > 0 && m.capped() >= m.cfg.MaxInflight:
+			m.fatalf("%v: %d requests already outstanding at peers other than fallback origins, MaxInflight %d", a, m.capped(), m.cfg.MaxInflight)
 		case !m.fallback(p) && m.perPeer[a.Peer] >= m.depth():
 			m.fatalf("%v: %d requests already outstanding at the peer, its share of the depth is %d", a, m.perPeer[a.Peer], m.depth())
 		case m.now < m.busyUntil[a.Peer]:
@@ -964,6 +980,9 @@ func randomScenario(t testing.TB, seed uint64, maxChunks, maxPeers int) *model {
 	}
 	if r.IntN(2) == 0 {
 		cfg.MinInflightPerPeer = 1 + r.IntN(3)
+	}
+	if r.IntN(2) == 0 {
+		cfg.MaxInflight = 1 + r.IntN(6)
 	}
 	if r.IntN(2) == 0 {
 		cfg.MaxBusyBackoff = cfg.withDefaults().BusyBackoff * time.Duration(1+r.IntN(20))

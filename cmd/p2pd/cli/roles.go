@@ -45,7 +45,7 @@ const nodeConfigHelp = `  data_dir: /var/lib/p2pd
   tracker: http://127.0.0.1:7400
   peer:
     listen_addrs: [/ip4/0.0.0.0/tcp/4001]
-    upload_slots: 8
+    upload_slots: 4
     upload_rate: 0          # bytes/s per remote peer, 0 = unlimited
     download_rate: 0
     zone: eu-west-1a
