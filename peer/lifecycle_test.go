@@ -178,8 +178,18 @@ func TestConfigValidate(t *testing.T) {
 	if err := (peer.Config{}).Validate(); err != nil {
 		t.Errorf("zero config: %v", err)
 	}
-	if d := (peer.Config{}).WithDefaults(); d.UploadSlots != peer.DefaultUploadSlots || d.Sched.RequestTimeout != peer.DefaultRequestTimeout {
+	if d := (peer.Config{}).WithDefaults(); d.UploadSlots != peer.DefaultUploadSlots || d.Sched.RequestTimeout != peer.DefaultRequestTimeout ||
+		d.Sched.MaxInflight != peer.DefaultMaxInflightTotal {
 		t.Errorf("defaults: %+v", d)
+	}
+	// A negative MaxInflight (no cap, for long fat paths) survives the
+	// defaults and is valid.
+	uncapped := peer.Config{Sched: sched.Config{MaxInflight: -1}}
+	if d := uncapped.WithDefaults(); d.Sched.MaxInflight != -1 {
+		t.Errorf("MaxInflight -1 became %d", d.Sched.MaxInflight)
+	}
+	if err := uncapped.Validate(); err != nil {
+		t.Errorf("MaxInflight -1: %v", err)
 	}
 	if _, err := peer.New(peer.Config{}, peer.Deps{}); !errors.Is(err, peer.ErrBadConfig) {
 		t.Errorf("New without deps: %v", err)

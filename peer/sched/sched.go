@@ -1545,7 +1545,7 @@ func (s *Scheduler) schedule() {
 // connections (in a flash crowd the peers that joined first, which every
 // later peer is handed too) got nearly all its requests and refused most
 // of them busy. In a simulated 1,000-peer fan-out p99 went from 1.87 to
-// about 1.55 times the bound (docs/benchmarks.md, "Session 14").
+// 1.53 times the bound (docs/benchmarks.md, "Session 14").
 func (s *Scheduler) shuffleDirty() {
 	d := s.dirty
 	if len(d) > 0 && d[0] == s.delivered {
