@@ -202,6 +202,7 @@ func TestDeferredChunkWaitsOriginKeepsServing(t *testing.T) {
 	}
 }
 
+// requestsTo returns the chunks acts request from peer, in order.
 func requestsTo(acts []sched.Action, peer string) []int {
 	var out []int
 	for _, a := range acts {
@@ -293,11 +294,7 @@ func TestDeferredAgainEscalates(t *testing.T) {
 // any peer, not only the one that answered.
 func TestMaxInflightCapsAllPeers(t *testing.T) {
 	const n = 10
-	s, err := sched.New(sched.Config{MaxInflightPerPeer: 4, MaxInflight: 2}, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, now := capped(t, sched.Config{MaxInflightPerPeer: 4, MaxInflight: 2}, n)
 	a, b := sched.NewBitset(n), sched.NewBitset(n)
 	a.Set(0)
 	a.Set(1)
@@ -328,11 +325,7 @@ func TestMaxInflightCapsAllPeers(t *testing.T) {
 // origin requests are slow still asks peers.
 func TestMaxInflightLeavesFallbackOriginOut(t *testing.T) {
 	const n = 6
-	s, err := sched.New(sched.Config{MaxInflightPerPeer: 4, MaxInflightPerOrigin: 2, MaxInflight: 1}, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, now := capped(t, sched.Config{MaxInflightPerPeer: 4, MaxInflightPerOrigin: 2, MaxInflight: 1}, n)
 	a, b := sched.NewBitset(n), sched.NewBitset(n)
 	a.Set(0)
 	a.Set(1)
@@ -369,11 +362,7 @@ func TestMaxInflightLeavesFallbackOriginOut(t *testing.T) {
 // gets its next request at once, as a pipeline would.
 func TestMaxInflightFreedPlaceGoesToAnyPeer(t *testing.T) {
 	const n = 200
-	s, err := sched.New(sched.Config{MaxInflightPerPeer: 4, MaxInflight: 1}, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, now := capped(t, sched.Config{MaxInflightPerPeer: 4, MaxInflight: 1}, n)
 	peers := []string{"a", "b", "c", "d"}
 	var asked []sched.Action
 	for _, id := range peers {
@@ -382,17 +371,9 @@ func TestMaxInflightFreedPlaceGoesToAnyPeer(t *testing.T) {
 	got := map[string]int{}
 	const rounds = 100
 	for range rounds {
-		var reqs []sched.Action
-		for _, a := range asked {
-			if a.Kind == sched.Request {
-				reqs = append(reqs, a)
-			}
-		}
-		if len(reqs) != 1 {
-			t.Fatalf("requests %v, want one (MaxInflight 1)", reqs)
-		}
-		got[reqs[0].Peer]++
-		asked = s.Handle(now, sched.ChunkStoredLocally{Index: reqs[0].Index})
+		r := onlyRequest(t, asked)
+		got[r.Peer]++
+		asked = s.Handle(now, sched.ChunkStoredLocally{Index: r.Index})
 	}
 	for _, id := range peers {
 		if got[id] < rounds/len(peers)/3 {
@@ -400,12 +381,7 @@ func TestMaxInflightFreedPlaceGoesToAnyPeer(t *testing.T) {
 		}
 	}
 	// A peer that delivers keeps first call on the place its answer frees.
-	var last sched.Action
-	for _, a := range asked {
-		if a.Kind == sched.Request {
-			last = a
-		}
-	}
+	last := onlyRequest(t, asked)
 	for range 20 {
 		asked = s.Handle(now, sched.ChunkReceived{Peer: last.Peer, Index: last.Index, Verified: true})
 		if got := requestsTo(asked, last.Peer); len(got) != 1 {
@@ -413,4 +389,31 @@ func TestMaxInflightFreedPlaceGoesToAnyPeer(t *testing.T) {
 		}
 		last.Index = requestsTo(asked, last.Peer)[0]
 	}
+}
+
+// capped returns a scheduler for n chunks, none held, with cfg (which
+// sets MaxInflight), and the time to drive it at.
+func capped(t *testing.T, cfg sched.Config, n int) (*sched.Scheduler, time.Time) {
+	t.Helper()
+	s, err := sched.New(cfg, n, sched.NewBitset(n), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+}
+
+// onlyRequest returns the one Request among acts, failing t if there is
+// not exactly one (a copy: acts may be the scheduler's reused buffer).
+func onlyRequest(t *testing.T, acts []sched.Action) sched.Action {
+	t.Helper()
+	var reqs []sched.Action
+	for _, a := range acts {
+		if a.Kind == sched.Request {
+			reqs = append(reqs, a)
+		}
+	}
+	if len(reqs) != 1 {
+		t.Fatalf("requests %v, want one (MaxInflight 1)", reqs)
+	}
+	return reqs[0]
 }
