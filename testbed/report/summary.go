@@ -14,7 +14,7 @@ import (
 // run and one per baseline (peers, completed and failed, the bound, and
 // p50, p99 and max with their ratios to the bound, origin egress in
 // copies of the blob), then the pipeline term, the median chunk's spread
-// (when measured) and the host-bound flag.
+// (when measured), the host-bound flag and the fleet's start.
 func PrintSummary(w io.Writer, s *result.Summary) {
 	fmt.Fprintf(w, "scenario %s (%s), blob %s\n\n", s.Name, s.Mode, units.FormatSize(s.BlobBytes))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -38,5 +38,8 @@ func PrintSummary(w io.Writer, s *result.Summary) {
 	}
 	if s.HostBusyStretchS > 0 {
 		fmt.Fprintf(w, "the host set the pace for %s without a break, from %s into the run\n", secs(s.HostBusyStretchS), secs(s.HostBusyStretchAtS))
+	}
+	if s.FleetStartS > 0 {
+		fmt.Fprintf(w, "the fleet started in %s before the clock (and the pulls) started\n", secs(s.FleetStartS))
 	}
 }

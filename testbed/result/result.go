@@ -127,6 +127,9 @@ type Result struct {
 	Spread []ChunkSpread `json:"spread,omitempty"`
 	// Baselines are the baselines' runs on the same links.
 	Baselines []*Result `json:"baselines,omitempty"`
+	// StartS is how long the peers that join at 0 took to start, before
+	// the clock started (modes that start processes or nodes; 0 in sim).
+	StartS float64 `json:"start_s,omitempty"`
 }
 
 // Delta is what a delta run's version 2 changed (scenario.Delta).
@@ -198,6 +201,9 @@ type Summary struct {
 	HostBusyStretchS   float64 `json:"host_busy_stretch_s"`
 	HostBusyStretchAtS float64 `json:"host_busy_stretch_at_s"`
 	WallS              float64 `json:"wall_s"`
+	// FleetStartS is Result.StartS: how long the fleet took to start
+	// before the clock (and the pulls) started.
+	FleetStartS float64 `json:"fleet_start_s,omitempty"`
 	// Baselines summarises each baseline run, by name.
 	Baselines map[string]*Summary `json:"baselines,omitempty"`
 }
@@ -213,6 +219,7 @@ func (r *Result) Summarize() *Summary {
 		OriginEgressBytes: r.OriginEgressBytes,
 		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, HostWait: r.Host.Wait, WallS: r.Host.WallSeconds,
 		HostBusyStretchS: r.Host.BusyStretchS, HostBusyStretchAtS: r.Host.BusyStretchAtS,
+		FleetStartS: r.StartS,
 	}
 	s.SpreadHalfS, s.SpreadP99S = spreadMedians(r.Spread)
 	if r.BlobBytes > 0 {
