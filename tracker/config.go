@@ -41,6 +41,11 @@ type Config struct {
 	// for each announce (default 4 × HandoutLimit). It bounds the work of
 	// an announce in a large swarm.
 	CandidateSample int `yaml:"candidate_sample"`
+	// OriginHandouts is how many requesters each origin is handed out to
+	// per announce interval, over every swarm (default 16; negative means
+	// no bound). A requester with no other peer to try gets an origin
+	// anyway; see handout.OriginBudget.
+	OriginHandouts int `yaml:"origin_handouts"`
 	// FreshFraction and LocalFraction tune the handout policy; see
 	// handout.Policy. Negative means none.
 	FreshFraction float64 `yaml:"fresh_fraction"`
@@ -66,6 +71,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxOrigins == 0 {
 		c.MaxOrigins = handout.DefaultMaxOrigins
+	}
+	if c.OriginHandouts == 0 {
+		c.OriginHandouts = handout.DefaultOriginHandouts
 	}
 	if c.CandidateSample == 0 {
 		c.CandidateSample = DefaultSampleFactor * c.HandoutLimit
@@ -94,14 +102,21 @@ func (c Config) Validate() error {
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: shutdown_timeout %v is negative", ErrBadConfig, c.ShutdownTimeout)
 	}
-	if err := c.policy().Validate(); err != nil {
+	if err := c.Policy().Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	return nil
 }
 
-// policy returns the handout policy of c.
-func (c Config) policy() handout.Policy {
+// OriginBudget returns the bound on origin hand-outs of c (nil: none),
+// as the tracker applies it to every announce.
+func (c Config) OriginBudget() *handout.OriginBudget {
+	c = c.WithDefaults()
+	return handout.NewOriginBudget(c.OriginHandouts, c.AnnounceInterval)
+}
+
+// Policy returns the handout policy of c.
+func (c Config) Policy() handout.Policy {
 	return handout.Policy{
 		Limit:         c.HandoutLimit,
 		MaxOrigins:    c.MaxOrigins,

@@ -64,7 +64,8 @@ type Deps struct {
 type Server struct {
 	cfg      Config
 	policy   handout.Policy
-	interval int64 // seconds
+	budget   *handout.OriginBudget // origin hand-outs per interval
+	interval int64                 // seconds
 	store    peerstore.Store
 	clock    clock.Clock
 	log      *slog.Logger
@@ -110,7 +111,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg:      cfg,
-		policy:   cfg.policy(),
+		policy:   cfg.Policy(),
+		budget:   cfg.OriginBudget(),
 		interval: int64(cfg.AnnounceInterval / time.Second),
 		store:    deps.Store,
 		clock:    deps.Clock,
@@ -255,7 +257,10 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 		writeError(w, http.StatusInternalServerError, trackerwire.CodeInternal, "reading the swarm failed")
 		return resultError
 	}
-	picked := handout.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, policy, rng)
+	now := s.clock.Now()
+	cands = s.budget.Filter(cands, now)
+	picked := handout.Select(handout.ForRecord(res.Record, now), cands, policy, rng)
+	s.budget.Charge(picked, now)
 	pp := peerInfoPool.Get().(*[]trackerwire.PeerInfo)
 	defer func() {
 		clear(resp.Peers) // let go of the records' strings

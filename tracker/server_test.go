@@ -261,6 +261,40 @@ func TestNumWant(t *testing.T) {
 	}
 }
 
+// TestOriginHandoutBudget: an origin is handed out to OriginHandouts
+// requesters per announce interval, then only to a requester with no one
+// else to ask, until the interval has passed.
+func TestOriginHandoutBudget(t *testing.T) {
+	e := newEnv(t, Config{OriginHandouts: 2})
+	e.announce(t, originReq(blobA, "origin-1", 100))
+	gotOrigin := func(id string) bool {
+		t.Helper()
+		for _, p := range e.announce(t, peerReq(blobA, id, 100)).Peers {
+			if p.Role == trackerwire.RoleOrigin {
+				return true
+			}
+		}
+		return false
+	}
+	for i, want := range []bool{true, true, false, false} {
+		if got := gotOrigin(fmt.Sprintf("peer-%d", i)); got != want {
+			t.Fatalf("peer-%d handed the origin: %v, want %v", i, got, want)
+		}
+	}
+	e.clk.Advance(e.srv.Config().AnnounceInterval)
+	if !gotOrigin("peer-3") {
+		t.Fatal("peer-3 not handed the origin an interval later")
+	}
+	// Without a bound every requester gets it.
+	e = newEnv(t, Config{OriginHandouts: -1})
+	e.announce(t, originReq(blobA, "origin-1", 100))
+	for i := range 20 {
+		if !gotOrigin(fmt.Sprintf("peer-%d", i)) {
+			t.Fatalf("origin_handouts -1: peer-%d not handed the origin", i)
+		}
+	}
+}
+
 // rawPost posts body to the announce route and decodes the error answer.
 func rawPost(t *testing.T, e *env, body io.Reader) (int, trackerwire.ErrorResponse) {
 	t.Helper()

@@ -152,7 +152,11 @@ func (sm *sim) announce(hi int32) {
 		sm.err = fmt.Errorf("sim: tracker: candidates: %w", err)
 		return
 	}
-	for _, r := range handout.Select(handout.ForRecord(res.Record, simClock{sm}.Now()), cands, sm.policy, sm.trng) {
+	now := simClock{sm}.Now()
+	cands = sm.budget.Filter(cands, now)
+	picked := handout.Select(handout.ForRecord(res.Record, now), cands, sm.policy, sm.trng)
+	sm.budget.Charge(picked, now)
+	for _, r := range picked {
 		sm.dial(hi, hostIndex(r.PeerID))
 	}
 }

@@ -212,6 +212,7 @@ type sim struct {
 	pcfg, ocfg peer.Config
 	tcfg       tracker.Config
 	policy     handout.Policy
+	budget     *handout.OriginBudget
 	interval   int64
 	annJitter  float64
 	store      *peerstore.Memory
@@ -295,14 +296,10 @@ func newSim(ctx context.Context, s scenario.Scenario) (*sim, error) {
 	sm.q.conns = &sm.conns
 	sm.pcfg.MaxConns = cmp.Or(s.Conns.Max, sm.pcfg.MaxConns)
 	sm.pcfg.MaxInbound = cmp.Or(s.Conns.Inbound, sm.pcfg.MaxInbound)
-	// The tracker's hand-out policy, as tracker.Config.policy builds it.
-	sm.policy = handout.Policy{
-		Limit:         sm.tcfg.HandoutLimit,
-		MaxOrigins:    sm.tcfg.MaxOrigins,
-		FreshFraction: sm.tcfg.FreshFraction,
-		LocalFraction: sm.tcfg.LocalFraction,
-		FreshAge:      2 * sm.tcfg.AnnounceInterval,
-	}.WithDefaults()
+	// The tracker's hand-out policy and origin budget, as the tracker
+	// builds them.
+	sm.policy = sm.tcfg.Policy()
+	sm.budget = sm.tcfg.OriginBudget()
 	sm.interval = int64(sm.tcfg.AnnounceInterval)
 	sm.store = peerstore.NewMemory(simClock{sm}, sm.tcfg.PeerTTL)
 	sm.candQry = peerstore.CandidateQuery{MaxPeers: sm.tcfg.CandidateSample, MaxOrigins: maxOriginCandidates, Rand: sm.trng}

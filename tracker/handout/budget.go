@@ -1,0 +1,131 @@
+package handout
+
+import (
+	"sync"
+	"time"
+
+	"github.com/p2pd/p2pd/tracker/peerstore"
+)
+
+// DefaultOriginHandouts is how many requesters an origin is handed out to
+// per window (OriginBudget) by default.
+const DefaultOriginHandouts = 16
+
+// maxBudgetEntries bounds the origins an OriginBudget tracks at once;
+// beyond it, entries whose window has passed are dropped.
+const maxBudgetEntries = 4096
+
+// OriginBudget bounds how many requesters each origin is handed out to
+// per window, over every swarm. In a flash crowd every peer announces at
+// once and finds nothing at other peers, so without a bound every one of
+// them is handed the origin and dials it. On the emulated 1,000-peer
+// fan-out (docs/benchmarks.md, "Session 15") the origin then spent the
+// first 20 s of its link on ~80 TLS handshakes and ~70 manifests, most
+// of them to peers that had the manifest from another peer by the time
+// it arrived, and its first chunk reached a peer only after 30 s. With a
+// bound, the first requesters get the origin and the rest get peers,
+// which pass on what the first ones fetch; a requester left out gets the
+// origin at a later announce if it still needs it.
+//
+// A requester with no other candidate still gets an origin, budget or
+// not: it has no one else to ask. The budget is advisory: announces
+// handled at the same moment may each take the last place. It is safe for
+// concurrent use.
+type OriginBudget struct {
+	per    int
+	window time.Duration
+
+	mu sync.Mutex
+	m  map[string]budgetWindow // by origin peer ID
+}
+
+type budgetWindow struct {
+	start time.Time
+	used  int
+}
+
+// NewOriginBudget returns a budget of per hand-outs per origin every
+// window; per < 0 means no bound, 0 DefaultOriginHandouts. A nil
+// *OriginBudget bounds nothing.
+func NewOriginBudget(per int, window time.Duration) *OriginBudget {
+	if per < 0 || window <= 0 {
+		return nil
+	}
+	if per == 0 {
+		per = DefaultOriginHandouts
+	}
+	return &OriginBudget{per: per, window: window, m: make(map[string]budgetWindow)}
+}
+
+// Filter returns cands without the origins whose budget for now is spent,
+// unless that would leave no candidate that is not an origin. It returns
+// cands itself when it removes nothing, and a new slice otherwise.
+func (b *OriginBudget) Filter(cands []*peerstore.Record, now time.Time) []*peerstore.Record {
+	if b == nil {
+		return cands
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	spent, others := 0, 0
+	for _, r := range cands {
+		switch {
+		case r == nil:
+		case !r.IsOrigin():
+			others++
+		case b.spentLocked(r.PeerID, now):
+			spent++
+		}
+	}
+	if spent == 0 || others == 0 {
+		return cands
+	}
+	out := make([]*peerstore.Record, 0, len(cands)-spent)
+	for _, r := range cands {
+		if r != nil && r.IsOrigin() && b.spentLocked(r.PeerID, now) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Charge counts a hand-out of every origin in picked.
+func (b *OriginBudget) Charge(picked []*peerstore.Record, now time.Time) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range picked {
+		if r == nil || !r.IsOrigin() {
+			continue
+		}
+		w := b.m[r.PeerID]
+		if b.expired(w, now) {
+			w = budgetWindow{start: now}
+		}
+		w.used++
+		if _, ok := b.m[r.PeerID]; !ok && len(b.m) >= maxBudgetEntries {
+			b.pruneLocked(now)
+		}
+		b.m[r.PeerID] = w
+	}
+}
+
+func (b *OriginBudget) expired(w budgetWindow, now time.Time) bool {
+	return w.start.IsZero() || now.Sub(w.start) >= b.window
+}
+
+func (b *OriginBudget) spentLocked(id string, now time.Time) bool {
+	w, ok := b.m[id]
+	return ok && !b.expired(w, now) && w.used >= b.per
+}
+
+// pruneLocked drops the windows that have passed.
+func (b *OriginBudget) pruneLocked(now time.Time) {
+	for id, w := range b.m {
+		if b.expired(w, now) {
+			delete(b.m, id)
+		}
+	}
+}
