@@ -136,6 +136,16 @@ func (b *blob) setManifest(m *chunker.Manifest, complete bool, sessions []*sessi
 	return sb, nil
 }
 
+// addRemoteInterest records that the remote wants blob d (it said so, or
+// asked for its manifest), up to maxRemoteInterest blobs.
+func (s *session) addRemoteInterest(d chunker.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, known := s.remoteInterest[d]; !known && len(s.remoteInterest) < maxRemoteInterest {
+		s.remoteInterest[d] = struct{}{}
+	}
+}
+
 func (s *session) hasRemoteInterest(d chunker.Digest) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -426,7 +436,11 @@ func (e *Engine) onInterested(s *session, d chunker.Digest) {
 
 func (e *Engine) onBitfield(s *session, m peerwire.Bitfield) {
 	_, dl := e.lookupBlob(m.Blob)
-	if dl == nil || !dl.fetching.Load() {
+	if dl == nil {
+		return
+	}
+	if !dl.fetching.Load() {
+		dl.manifestHolder(s)
 		return
 	}
 	if int(m.NumChunks) != dl.n {

@@ -84,6 +84,13 @@ type download struct {
 	// (from its origins), zero if none; set by findManifest.
 	vouched chunker.Digest
 
+	// holders receives, while the manifest is looked up, the sessions
+	// whose peer has just got it: a peer that answered NotFound to our
+	// GetManifest sends its bitfield when it gets the manifest (the ask
+	// counts as interest), and is asked again at once rather than after
+	// manifestReask.
+	holders chan *session
+
 	// fetching is set once the manifest is known and the loop consumes
 	// events; n is the chunk count, set before.
 	fetching atomic.Bool
@@ -147,6 +154,7 @@ func newDownload(e *Engine, b *blob) *download {
 		e:       e,
 		b:       b,
 		events:  make(chan any, eventQueueLength),
+		holders: make(chan *session, manifestAsks),
 		done:    make(chan struct{}),
 		started: e.clock.Now(),
 		subs:    make(map[chan struct{}]struct{}),
@@ -479,8 +487,24 @@ func (d *download) findManifest() (*chunker.Manifest, error) {
 		case <-timer.C():
 		case <-up:
 			timer.Stop()
+		case s := <-d.holders:
+			timer.Stop()
+			delete(asked, s) // it has the manifest now: ask it again at once
 		case <-d.ctx.Done():
 		}
+	}
+}
+
+// manifestHolder tells the manifest lookup, if it is running, that s's
+// peer has the blob now; it never blocks (the hint is dropped if the
+// lookup has enough of them waiting).
+func (d *download) manifestHolder(s *session) {
+	if d.fetching.Load() {
+		return
+	}
+	select {
+	case d.holders <- s:
+	default:
 	}
 }
 

@@ -860,12 +860,7 @@ func (s *session) dispatch(msg peerwire.Message) error {
 	case peerwire.Reject:
 		return s.onReject(m)
 	case peerwire.Interested:
-		s.mu.Lock()
-		_, known := s.remoteInterest[m.Blob]
-		if !known && len(s.remoteInterest) < maxRemoteInterest {
-			s.remoteInterest[m.Blob] = struct{}{}
-		}
-		s.mu.Unlock()
+		s.addRemoteInterest(m.Blob)
 		s.e.onInterested(s, m.Blob)
 	case peerwire.Bitfield:
 		s.e.onBitfield(s, m)
@@ -948,6 +943,9 @@ func (s *session) countFlood() {
 func (s *session) onGetManifest(m peerwire.GetManifest) {
 	enc := s.e.manifestEncoding(m.Blob)
 	if enc == nil {
+		// The ask counts as interest: if this engine gets the manifest
+		// later, its bitfield tells the asker at once (blob.setManifest).
+		s.addRemoteInterest(m.Blob)
 		s.send(peerwire.Reject{ReqID: m.ReqID, Code: peerwire.RejectNotFound, Reason: "manifest not held"})
 		return
 	}
