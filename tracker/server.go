@@ -257,10 +257,7 @@ func (s *Server) announce(w http.ResponseWriter, r *http.Request) string {
 		writeError(w, http.StatusInternalServerError, trackerwire.CodeInternal, "reading the swarm failed")
 		return resultError
 	}
-	now := s.clock.Now()
-	cands = s.budget.Filter(cands, now)
-	picked := handout.Select(handout.ForRecord(res.Record, now), cands, policy, rng)
-	s.budget.Charge(picked, now)
+	picked := s.budget.Select(handout.ForRecord(res.Record, s.clock.Now()), cands, policy, rng)
 	pp := peerInfoPool.Get().(*[]trackerwire.PeerInfo)
 	defer func() {
 		clear(resp.Peers) // let go of the records' strings

@@ -152,11 +152,7 @@ func (sm *sim) announce(hi int32) {
 		sm.err = fmt.Errorf("sim: tracker: candidates: %w", err)
 		return
 	}
-	now := simClock{sm}.Now()
-	cands = sm.budget.Filter(cands, now)
-	picked := handout.Select(handout.ForRecord(res.Record, now), cands, sm.policy, sm.trng)
-	sm.budget.Charge(picked, now)
-	for _, r := range picked {
+	for _, r := range sm.budget.Select(handout.ForRecord(res.Record, simClock{sm}.Now()), cands, sm.policy, sm.trng) {
 		sm.dial(hi, hostIndex(r.PeerID))
 	}
 }

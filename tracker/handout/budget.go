@@ -1,6 +1,8 @@
 package handout
 
 import (
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,9 +59,20 @@ func NewOriginBudget(per int, window time.Duration) *OriginBudget {
 	return &OriginBudget{per: per, window: window, m: make(map[string]budgetWindow)}
 }
 
+// Select is Select under the budget, as the tracker runs it for every
+// announce: the origins whose budget is spent are left out of cands
+// (Filter), and the origins picked are charged (Charge). It may shorten
+// cands in place. With a nil budget it is Select.
+func (b *OriginBudget) Select(req Requester, cands []*peerstore.Record, p Policy, rng *rand.Rand) []*peerstore.Record {
+	cands = b.Filter(cands, req.Now)
+	picked := Select(req, cands, p, rng)
+	b.Charge(picked, req.Now)
+	return picked
+}
+
 // Filter returns cands without the origins whose budget for now is spent,
-// unless that would leave no candidate that is not an origin. It returns
-// cands itself when it removes nothing, and a new slice otherwise.
+// unless that would leave no candidate that is not an origin. It removes
+// them in place, so cands' array holds the result (and nils after it).
 func (b *OriginBudget) Filter(cands []*peerstore.Record, now time.Time) []*peerstore.Record {
 	if b == nil {
 		return cands
@@ -79,14 +92,9 @@ func (b *OriginBudget) Filter(cands []*peerstore.Record, now time.Time) []*peers
 	if spent == 0 || others == 0 {
 		return cands
 	}
-	out := make([]*peerstore.Record, 0, len(cands)-spent)
-	for _, r := range cands {
-		if r != nil && r.IsOrigin() && b.spentLocked(r.PeerID, now) {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
+	return slices.DeleteFunc(cands, func(r *peerstore.Record) bool {
+		return r != nil && r.IsOrigin() && b.spentLocked(r.PeerID, now)
+	})
 }
 
 // Charge counts a hand-out of every origin in picked.

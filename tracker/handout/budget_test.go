@@ -2,6 +2,7 @@ package handout
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,8 +20,9 @@ func TestOriginBudget(t *testing.T) {
 	// of each origin it handed out.
 	handOut := func(at time.Time, cands []*peerstore.Record) map[string]int {
 		t.Helper()
-		picked := Select(requester(0, 0), b.Filter(cands, at), Policy{}, rng)
-		b.Charge(picked, at)
+		req := requester(0, 0)
+		req.Now = at
+		picked := b.Select(req, slices.Clone(cands), Policy{}, rng)
 		got := map[string]int{}
 		for _, r := range picked {
 			if r.IsOrigin() {

@@ -108,6 +108,7 @@ Config (YAML, all optional):
     peer_ttl: 15s
     handout_limit: 50
     max_origins: 2
+    origin_handouts: 16     # requesters each origin is handed to per interval (-1: all)
   log: {level: info, format: text}
   security:                 # see p2pd init; without it anyone may announce
     announce_token_file: /etc/p2pd/announce.token
