@@ -495,13 +495,10 @@ func (d *download) findManifest() (*chunker.Manifest, error) {
 	}
 }
 
-// manifestHolder tells the manifest lookup, if it is running, that s's
-// peer has the blob now; it never blocks (the hint is dropped if the
-// lookup has enough of them waiting).
+// manifestHolder tells the manifest lookup (onBitfield calls it until
+// the download is fetching) that s's peer has the blob now; it never
+// blocks (the hint is dropped if the lookup has enough of them waiting).
 func (d *download) manifestHolder(s *session) {
-	if d.fetching.Load() {
-		return
-	}
 	select {
 	case d.holders <- s:
 	default:

@@ -66,8 +66,8 @@ func TestFlashCrowd(t *testing.T) {
 	// The fleet is up before the clock starts: every peer runs at the
 	// first sample, and the start took some time that is not in the
 	// completion times.
-	if first := r.Series[0]; first.Live != 6 || r.StartS <= 0 || sum.FleetStartS != r.StartS {
-		t.Errorf("first sample %+v, fleet start %.3fs (summary %.3fs): the fleet was not up before the clock", first, r.StartS, sum.FleetStartS)
+	if first := r.Series[0]; first.Live != 6 || r.FleetStartS <= 0 || sum.FleetStartS != r.FleetStartS {
+		t.Errorf("first sample %+v, fleet start %.3fs (summary %.3fs): the fleet was not up before the clock", first, r.FleetStartS, sum.FleetStartS)
 	}
 	last := r.Series[len(r.Series)-1]
 	if last.Complete != 6 || last.OriginBytes+last.PeerBytes < 6*int64(s.Blob.Size) {

@@ -198,12 +198,12 @@ func (f *Fleet) Run(ctx context.Context) *result.Result {
 		})
 	}
 	res := &result.Result{
-		Scenario:  s,
-		Mode:      string(f.cfg.Mode),
-		Bound:     s.Bound(),
-		BlobBytes: int64(s.Blob.Size),
-		Delta:     f.cfg.Delta,
-		StartS:    f.start.Sub(up).Seconds(),
+		Scenario:    s,
+		Mode:        string(f.cfg.Mode),
+		Bound:       s.Bound(),
+		BlobBytes:   int64(s.Blob.Size),
+		Delta:       f.cfg.Delta,
+		FleetStartS: f.start.Sub(up).Seconds(),
 	}
 	if d := f.cfg.Delta; d != nil {
 		res.Bound = s.BoundFor(d.ChangedChunkBytes)

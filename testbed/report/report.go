@@ -403,18 +403,19 @@ func hostExplanation(r *result.Result) string {
 	if r.Host.BusyStretchS > 0 {
 		busy += fmt.Sprintf(" The longest stretch of such periods lasted %.1f s, from %.1f s into the run.", r.Host.BusyStretchS, r.Host.BusyStretchAtS)
 	}
+	pace := " The emulated links, not the machine, set the pace."
 	if r.HostBound() {
-		return busy + " The machine running the testbed, not the emulated links, set the pace: the completion times overstate what the links allow. Rerun with fewer peers, on a larger machine, or in sim mode." + startText(r)
+		pace = " The machine running the testbed, not the emulated links, set the pace: the completion times overstate what the links allow. Rerun with fewer peers, on a larger machine, or in sim mode."
 	}
-	return busy + " The emulated links, not the machine, set the pace." + startText(r)
+	return busy + pace + startText(r)
 }
 
 // startText says how long the fleet took to start before the clock.
 func startText(r *result.Result) string {
-	if r.StartS <= 0 {
+	if r.FleetStartS <= 0 {
 		return ""
 	}
-	return fmt.Sprintf(" The peers that join at 0 started in %.1f s before the clock started; their pulls start with it.", r.StartS)
+	return fmt.Sprintf(" The peers that join at 0 started in %.1f s before the clock started; their pulls start with it.", r.FleetStartS)
 }
 
 // classRow is one class of peers in the per-class table.

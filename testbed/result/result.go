@@ -127,9 +127,10 @@ type Result struct {
 	Spread []ChunkSpread `json:"spread,omitempty"`
 	// Baselines are the baselines' runs on the same links.
 	Baselines []*Result `json:"baselines,omitempty"`
-	// StartS is how long the peers that join at 0 took to start, before
-	// the clock started (modes that start processes or nodes; 0 in sim).
-	StartS float64 `json:"start_s,omitempty"`
+	// FleetStartS is how long the peers that join at 0 took to start,
+	// before the clock started (modes that start processes or nodes; 0
+	// in sim).
+	FleetStartS float64 `json:"fleet_start_s,omitempty"`
 }
 
 // Delta is what a delta run's version 2 changed (scenario.Delta).
@@ -201,7 +202,7 @@ type Summary struct {
 	HostBusyStretchS   float64 `json:"host_busy_stretch_s"`
 	HostBusyStretchAtS float64 `json:"host_busy_stretch_at_s"`
 	WallS              float64 `json:"wall_s"`
-	// FleetStartS is Result.StartS: how long the fleet took to start
+	// FleetStartS is Result.FleetStartS: how long the fleet took to start
 	// before the clock (and the pulls) started.
 	FleetStartS float64 `json:"fleet_start_s,omitempty"`
 	// Baselines summarises each baseline run, by name.
@@ -219,7 +220,7 @@ func (r *Result) Summarize() *Summary {
 		OriginEgressBytes: r.OriginEgressBytes,
 		HostBound:         r.HostBound(), HostBusy: r.Host.Busy, HostWait: r.Host.Wait, WallS: r.Host.WallSeconds,
 		HostBusyStretchS: r.Host.BusyStretchS, HostBusyStretchAtS: r.Host.BusyStretchAtS,
-		FleetStartS: r.StartS,
+		FleetStartS: r.FleetStartS,
 	}
 	s.SpreadHalfS, s.SpreadP99S = spreadMedians(r.Spread)
 	if r.BlobBytes > 0 {

@@ -61,44 +61,34 @@ func NewOriginBudget(per int, window time.Duration) *OriginBudget {
 
 // Select is Select under the budget, as the tracker runs it for every
 // announce: the origins whose budget is spent are left out of cands
-// (Filter), and the origins picked are charged (Charge). It may shorten
+// (filter), and the origins picked are charged (charge). It may shorten
 // cands in place. With a nil budget it is Select.
 func (b *OriginBudget) Select(req Requester, cands []*peerstore.Record, p Policy, rng *rand.Rand) []*peerstore.Record {
-	cands = b.Filter(cands, req.Now)
+	cands = b.filter(cands, req.Now)
 	picked := Select(req, cands, p, rng)
-	b.Charge(picked, req.Now)
+	b.charge(picked, req.Now)
 	return picked
 }
 
-// Filter returns cands without the origins whose budget for now is spent,
-// unless that would leave no candidate that is not an origin. It removes
-// them in place, so cands' array holds the result (and nils after it).
-func (b *OriginBudget) Filter(cands []*peerstore.Record, now time.Time) []*peerstore.Record {
-	if b == nil {
+// filter returns cands without the origins whose budget for now is spent,
+// unless cands holds no candidate that is not an origin. It removes them
+// in place (slices.DeleteFunc), so it returns cands itself when it removes
+// nothing.
+func (b *OriginBudget) filter(cands []*peerstore.Record, now time.Time) []*peerstore.Record {
+	if b == nil || !slices.ContainsFunc(cands, isPeer) {
 		return cands
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	spent, others := 0, 0
-	for _, r := range cands {
-		switch {
-		case r == nil:
-		case !r.IsOrigin():
-			others++
-		case b.spentLocked(r.PeerID, now):
-			spent++
-		}
-	}
-	if spent == 0 || others == 0 {
-		return cands
-	}
 	return slices.DeleteFunc(cands, func(r *peerstore.Record) bool {
 		return r != nil && r.IsOrigin() && b.spentLocked(r.PeerID, now)
 	})
 }
 
-// Charge counts a hand-out of every origin in picked.
-func (b *OriginBudget) Charge(picked []*peerstore.Record, now time.Time) {
+func isPeer(r *peerstore.Record) bool { return r != nil && !r.IsOrigin() }
+
+// charge counts a hand-out of every origin in picked.
+func (b *OriginBudget) charge(picked []*peerstore.Record, now time.Time) {
 	if b == nil {
 		return
 	}

@@ -49,9 +49,9 @@ func TestOriginBudget(t *testing.T) {
 	if got := handOut(now.Add(5*time.Second), s.recs); len(got) != 2 {
 		t.Fatalf("next window: origins handed out %v, want both", got)
 	}
-	// Filter removes nothing when it can: it returns its input.
+	// filter removes nothing when it can: it returns its input.
 	peers := s.recs[2:]
-	if got := b.Filter(peers, now); &got[0] != &peers[0] || len(got) != len(peers) {
+	if got := b.filter(peers, now); &got[0] != &peers[0] || len(got) != len(peers) {
 		t.Fatal("Filter copied a candidate list without origins")
 	}
 }
@@ -65,8 +65,8 @@ func TestOriginBudgetOff(t *testing.T) {
 			t.Fatalf("budget %+v: want nil (no bound)", b)
 		}
 		for range 5 {
-			b.Charge(s.recs, now)
-			if got := b.Filter(s.recs, now); len(got) != len(s.recs) {
+			b.charge(s.recs, now)
+			if got := b.filter(s.recs, now); len(got) != len(s.recs) {
 				t.Fatalf("no budget: Filter kept %d of %d", len(got), len(s.recs))
 			}
 		}
@@ -80,9 +80,9 @@ func TestOriginBudgetPrunes(t *testing.T) {
 	b := NewOriginBudget(1, time.Second)
 	var s swarm
 	orig := origins(&s, maxBudgetEntries+1)
-	b.Charge(orig[:maxBudgetEntries], now)
+	b.charge(orig[:maxBudgetEntries], now)
 	// A new origin once the old windows have passed drops them.
-	b.Charge(orig[maxBudgetEntries:], now.Add(time.Second))
+	b.charge(orig[maxBudgetEntries:], now.Add(time.Second))
 	if len(b.m) != 1 {
 		t.Fatalf("%d windows kept, want 1", len(b.m))
 	}
